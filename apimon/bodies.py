@@ -1,0 +1,146 @@
+"""Body classification (CONTRACT 2.3): JSON as JSON, text as text, multipart as a summary,
+gzip/deflate decoded within a bound, anything else as base64. Runs on the flusher thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from typing import Any
+
+import orjson
+
+from apimon.multipart import summarize_multipart
+from apimon.redact import redact_form, redact_json
+
+# orjson refuses to serialise nesting deeper than 255; stay well below it so an event always encodes.
+MAX_JSON_DEPTH = 200
+
+_TEXT_SUBTYPES = (
+    "x-www-form-urlencoded",
+    "xml",
+    "javascript",
+    "ecmascript",
+    "graphql",
+    "x-ndjson",
+    "ndjson",
+    "jsonl",
+    "x-yaml",
+    "yaml",
+    "csv",
+)
+
+
+class Body:
+    """What the event gets for one body: ``value`` (JSON value or string) and its ``transfer_encoding``."""
+
+    __slots__ = ("value", "transfer_encoding", "oversize")
+
+    def __init__(self, value: Any, transfer_encoding: str | None = None, oversize: bool = False) -> None:
+        self.value = value
+        self.transfer_encoding = transfer_encoding
+        # Decoding produced more than the cap: the body is left out and marked truncated.
+        self.oversize = oversize
+
+
+def media_type(content_type: str | None) -> str:
+    """``"Application/JSON; charset=utf-8"`` -> ``"application/json"``; "" when absent."""
+    if not content_type:
+        return ""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def is_json(mtype: str) -> bool:
+    return mtype == "application/json" or mtype.endswith("+json") or mtype == "text/json"
+
+
+def is_text(mtype: str) -> bool:
+    if not mtype or mtype.startswith("text/"):
+        return True
+    main, _, sub = mtype.partition("/")
+    if main != "application":
+        return False
+    return sub in _TEXT_SUBTYPES or sub.endswith("+xml")
+
+
+def decode_content(data: bytes, encoding: str | None, cap: int) -> bytes | None:
+    """Undo ``Content-Encoding`` gzip/deflate, producing at most ``cap + 1`` bytes.
+
+    Returns None when the data cannot be decoded (the caller then ships the raw bytes as base64).
+    A compression bomb costs at most ``cap`` bytes of output: the decompressor stops there.
+    """
+    enc = (encoding or "").strip().lower()
+    if enc in ("", "identity"):
+        return data
+    if enc in ("gzip", "x-gzip"):
+        wbits_options: tuple[int, ...] = (zlib.MAX_WBITS | 16,)
+    elif enc == "deflate":
+        # "deflate" is zlib-wrapped by the RFC, raw deflate in practice from some servers.
+        wbits_options = (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+    else:
+        return None
+    for wbits in wbits_options:
+        try:
+            d = zlib.decompressobj(wbits)
+            return d.decompress(data, cap + 1)
+        except zlib.error:
+            continue
+    return None
+
+
+def classify(data: bytes, content_type: str | None, content_encoding: str | None, cap: int,
+             redact_fields: frozenset[str]) -> Body:
+    """Turn captured bytes into the event's body value."""
+    decoded = decode_content(data, content_encoding, cap)
+    if decoded is None:
+        return _base64(data)
+    if len(decoded) > cap:
+        return Body(None, oversize=True)
+    mtype = media_type(content_type)
+    if is_json(mtype):
+        parsed = _parse_json(decoded)
+        if parsed is not _INVALID:
+            return Body(redact_json(parsed, redact_fields))
+    if mtype == "multipart/form-data":
+        summary = summarize_multipart(decoded, content_type or "", redact_fields)
+        if summary is not None:
+            return Body(summary)
+    if is_json(mtype) or is_text(mtype):
+        try:
+            text = decoded.decode("utf-8")
+        except UnicodeDecodeError:
+            return _base64(decoded)
+        if mtype == "application/x-www-form-urlencoded":
+            text = redact_form(text, redact_fields)
+        return Body(text)
+    return _base64(decoded)
+
+
+_INVALID = object()
+
+
+def _parse_json(data: bytes) -> Any:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _INVALID
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        return _INVALID
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
+
+
+def _base64(data: bytes) -> Body:
+    return Body(base64.b64encode(data).decode("ascii"), "base64")

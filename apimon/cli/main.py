@@ -1,0 +1,91 @@
+"""Argument parsing and dispatch for ``apimon calls|show|stats|demo`` (CONTRACT 1.3)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from apimon._version import __version__
+from apimon.store import Store, StoreError
+
+
+def _status_class(text: str) -> int:
+    value = text.strip().lower()
+    if len(value) == 3 and value.endswith("xx") and value[0] in "12345":
+        return int(value[0])
+    raise argparse.ArgumentTypeError(f"expected a status class such as 2xx or 5xx, got {text!r}")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a number of at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apimon", description="Read and ship the API calls apimon captured.")
+    parser.add_argument("--version", action="version", version=f"apimon {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    default_store = os.environ.get("APIMON_STORE") or "apimon.db"
+
+    def with_store(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--store", default=default_store, help="path of the SQLite store (default: %(default)s)")
+
+    calls = sub.add_parser("calls", help="recent calls, one line each")
+    with_store(calls)
+    calls.add_argument("--last", type=_positive, default=20, help="how many (default: %(default)s)")
+    calls.add_argument("--status", type=_status_class, help="status class, e.g. 5xx")
+    calls.add_argument("--path", help="path glob, e.g. '/items/*'")
+    calls.add_argument("--user", help="only this user_id")
+    calls.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    show = sub.add_parser("show", help="one call in full")
+    with_store(show)
+    show.add_argument("id", help="the id that `apimon calls` shows, or a transaction_id")
+    show.add_argument("--json", action="store_true", help="the event exactly as shipped")
+
+    stats = sub.add_parser("stats", help="counts by status class and route, duration percentiles")
+    with_store(stats)
+    stats.add_argument("--json", action="store_true")
+
+    demo = sub.add_parser("demo", help="run the sample app with apimon on a loopback server and show the capture")
+    demo.add_argument("--requests", type=_positive, default=60, help="requests to drive (default: %(default)s)")
+    demo.add_argument("--keep", metavar="DIR", help="keep the demo store in DIR instead of a temporary folder")
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from apimon.cli import output
+
+    try:
+        if args.command == "demo":
+            from apimon.cli.demo import run_demo
+
+            return run_demo(requests=args.requests, keep=args.keep)
+        store = Store(args.store, readonly=True)
+        if args.command == "calls":
+            rows = store.recent(limit=args.last, status_class=args.status, path_glob=args.path, user_id=args.user)
+            output.print_calls(rows, as_json=args.json)
+            return 0
+        if args.command == "show":
+            call = store.get(args.id)
+            if call is None:
+                print(f"apimon: no call {args.id!r} in {args.store}", file=sys.stderr)
+                return 1
+            output.print_call(call, as_json=args.json)
+            return 0
+        if args.command == "stats":
+            output.print_stats(store.summary(), as_json=args.json)
+            return 0
+    except StoreError as exc:
+        print(f"apimon: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    return 2

@@ -1,0 +1,143 @@
+"""Rendering of stored calls for the terminal (rich tables) and for scripts (``--json``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from apimon.store import StoredCall
+
+
+def _console() -> Console:
+    # Captured content is hostile: never let it be read as rich markup (escape everywhere) and
+    # keep control characters out of the terminal.
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _clean(text: str | None) -> str:
+    if text is None:
+        return ""
+    return escape("".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in text))
+
+
+def _local_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+
+
+def _status_style(status: int) -> str:
+    if status >= 500:
+        return "bold red"
+    if status >= 400:
+        return "yellow"
+    if status >= 300:
+        return "cyan"
+    return "green"
+
+
+def _write_json_line(value: Any) -> None:
+    sys.stdout.buffer.write(orjson.dumps(value) + b"\n")
+    sys.stdout.flush()
+
+
+def call_summary(call: StoredCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "transaction_id": call.transaction_id,
+        "time": call.event().get("request", {}).get("time"),
+        "verb": call.verb,
+        "path": call.path,
+        "route": call.route,
+        "status": call.status,
+        "duration_ms": call.duration_ms,
+        "user_id": call.user_id,
+        "company_id": call.company_id,
+    }
+
+
+def print_calls(calls: Sequence[StoredCall], as_json: bool) -> None:
+    if as_json:
+        for call in calls:
+            _write_json_line(call_summary(call))
+        return
+    table = Table(title=f"{len(calls)} most recent calls", title_justify="left")
+    for name, justify in (("id", "right"), ("time", "left"), ("verb", "left"), ("path", "left"),
+                          ("status", "right"), ("ms", "right"), ("user", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for call in calls:
+        table.add_row(
+            str(call.id),
+            _local_time(call.ts),
+            call.verb,
+            _clean(call.path),
+            f"[{_status_style(call.status)}]{call.status}[/]",
+            f"{call.duration_ms:.1f}",
+            _clean(call.user_id),
+        )
+    _console().print(table)
+
+
+def print_call(call: StoredCall, as_json: bool) -> None:
+    if as_json:
+        # Exactly as shipped: the stored bytes, not a re-encoding.
+        sys.stdout.buffer.write(call.event_json + b"\n")
+        sys.stdout.flush()
+        return
+    event = call.event()
+    console = _console()
+    request = event.get("request", {})
+    response = event.get("response", {})
+    console.print(f"[bold]{_clean(request.get('verb'))} {_clean(request.get('uri'))}[/]  →  "
+                  f"[{_status_style(call.status)}]{response.get('status')}[/]  {call.duration_ms:.1f} ms")
+    for key in ("transaction_id", "user_id", "company_id", "session_token"):
+        if event.get(key):
+            console.print(f"{key}: {_clean(str(event[key]))}")
+    if request.get("ip_address"):
+        console.print(f"ip_address: {_clean(request['ip_address'])}")
+    for title, section in (("request", request), ("response", response)):
+        console.print(f"\n[bold underline]{title}[/] at {_clean(section.get('time'))}")
+        for name, value in (section.get("headers") or {}).items():
+            console.print(f"  {_clean(name)}: {_clean(str(value))}")
+        if "body" in section:
+            body = section["body"]
+            shown = body if isinstance(body, str) else orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
+            if section.get("transfer_encoding") == "base64":
+                console.print(f"  body (base64, {len(body)} chars):")
+            else:
+                console.print("  body:")
+            console.print("    " + _clean(shown[:4000]).replace("\n", "\n    "))
+    if event.get("metadata"):
+        console.print("\n[bold underline]metadata[/]")
+        console.print(_clean(orjson.dumps(event["metadata"], option=orjson.OPT_INDENT_2).decode()))
+
+
+def print_stats(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _write_json_line(summary)
+        return
+    console = _console()
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f} ms"
+
+    console.print(f"[bold]{summary['total']} calls[/]   p50 {ms(summary['p50_ms'])}   p95 {ms(summary['p95_ms'])}"
+                  f"   p99 {ms(summary['p99_ms'])}")
+    classes = Table(title="by status class", title_justify="left")
+    classes.add_column("class")
+    classes.add_column("calls", justify="right")
+    for name, count in summary["by_status_class"].items():
+        classes.add_row(name, str(count))
+    console.print(classes)
+    routes = Table(title="by route", title_justify="left")
+    for name, justify in (("verb", "left"), ("route", "left"), ("calls", "right"), ("5xx", "right"),
+                          ("avg", "right")):
+        routes.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in summary["by_route"]:
+        routes.add_row(row["verb"], _clean(row["route"]), str(row["count"]), str(row["errors"]), ms(row["avg_ms"]))
+    console.print(routes)

@@ -1,0 +1,168 @@
+"""The process-wide client: configuration, counters, sinks and the one flusher.
+
+Adapters talk to it through three calls on the request path: :meth:`Client.admit` when a request
+arrives (enabled, sampling, the ``skip`` hook), :meth:`Client.complete` when its response has
+ended (user hooks, then a non-blocking enqueue), and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from apimon._guard import log_once, logger
+from apimon.config import Config
+from apimon.counters import Counters
+from apimon.flusher import Flusher
+from apimon.pipeline import Pipeline
+from apimon.record import RawCall
+from apimon.sinks import Sink
+from apimon.sinks.store import StoreSink
+from apimon.store import Store
+from apimon.views import RequestView, ResponseView
+
+_FINISH_HOOKS = ("identify_user", "identify_company", "get_session_token", "get_metadata")
+
+
+class Client:
+    """Create one with :func:`apimon.init`; adapters find it with :func:`apimon.get_client`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.counters = Counters()
+        self.sinks: list[Sink] = self._build_sinks(config)
+        self.pipeline = Pipeline(config, self.counters, self.sinks)
+        self.flusher = Flusher(
+            self.pipeline.handle,
+            max_queue=config.max_queue,
+            batch_size=config.batch_size,
+            flush_interval=config.flush_interval,
+            on_internal_error=lambda: self.counters.incr("internal_errors"),
+            after_fork=self._after_fork,
+        )
+        self._sample_rate = config.sample_rate
+        self._weight = round(1 / config.sample_rate) if 0 < config.sample_rate < 1 else None
+        self._has_finish_hooks = any(getattr(config, h) is not None for h in _FINISH_HOOKS) or callable(
+            config.api_version
+        )
+        if config.debug:
+            logger.setLevel(logging.DEBUG)
+
+    @staticmethod
+    def _build_sinks(config: Config) -> list[Sink]:
+        sinks: list[Sink] = []
+        path = config.store_path
+        if path is not None:
+            sinks.append(StoreSink(Store(path, max_rows=config.store_max_rows, max_bytes=config.store_max_bytes)))
+            if config.store_is_default:
+                logger.info("apimon: no Moesif or MoEngage credentials; calls go to the SQLite store %s"
+                            " (read them with `apimon calls --store %s`)", path, path)
+        return sinks
+
+    def _after_fork(self) -> None:
+        self.counters.reset_after_fork()
+        for sink in self.sinks:
+            sink.after_fork()
+
+    # -- request path -------------------------------------------------------------------------
+
+    def admit(self, raw: RawCall, native: Any) -> bool:
+        """Decide whether to capture this call: sampling, then the ``skip`` hook. Never raises."""
+        rate = self._sample_rate
+        if rate < 1.0:
+            if random.random() >= rate:
+                self.counters.incr("sampled_out")
+                return False
+            raw.weight = self._weight
+        skip = self.config.skip
+        if skip is not None:
+            try:
+                skipped = bool(skip(RequestView(raw, native)))
+            except Exception:
+                self._hook_failed("skip")
+                skipped = False
+            if skipped:
+                self.counters.incr("skipped")
+                return False
+        return True
+
+    def complete(self, raw: RawCall, native_request: Any, native_response: Any = None) -> None:
+        """Run the user hooks for a finished call and queue it. Never raises, never blocks."""
+        try:
+            if self._has_finish_hooks:
+                self._run_hooks(raw, native_request, native_response)
+            self.counters.incr("captured")
+            if not self.flusher.put(raw):
+                self.counters.incr("dropped_queue_full")
+                log_once("queue-full", "apimon: the event queue is full (%d); new events are dropped and counted",
+                         self.config.max_queue)
+        except Exception:
+            self.counters.incr("internal_errors")
+            log_once("complete", "apimon: recording a call failed", exc_info=True)
+
+    def _run_hooks(self, raw: RawCall, native_request: Any, native_response: Any) -> None:
+        config = self.config
+        request = RequestView(raw, native_request)
+        response = ResponseView(raw, native_response)
+        if config.identify_user is not None:
+            raw.user_id = self._call_str("identify_user", config.identify_user, request, response)
+        if config.identify_company is not None:
+            raw.company_id = self._call_str("identify_company", config.identify_company, request, response)
+        if config.get_session_token is not None:
+            raw.session_token = self._call_str("get_session_token", config.get_session_token, request, response)
+        if callable(config.api_version):
+            raw.api_version = self._call_str("api_version", config.api_version, request, response)
+        elif config.api_version:
+            raw.api_version = config.api_version
+        if config.get_metadata is not None:
+            try:
+                metadata = config.get_metadata(request, response)
+            except Exception:
+                self._hook_failed("get_metadata")
+                metadata = None
+            if metadata is not None and not isinstance(metadata, dict):
+                self._hook_failed("get_metadata", "returned a non-dict")
+                metadata = None
+            raw.metadata = metadata
+
+    def _call_str(self, name: str, hook: Any, request: RequestView, response: ResponseView) -> str | None:
+        try:
+            value = hook(request, response)
+        except Exception:
+            self._hook_failed(name)
+            return None
+        if value is None or value == "":
+            return None
+        return value if isinstance(value, str) else str(value)
+
+    def _hook_failed(self, name: str, why: str = "raised") -> None:
+        self.counters.incr("hook_errors")
+        log_once(f"hook-{name}", "apimon: the %s hook %s; the call is captured without it", name, why,
+                 exc_info=why == "raised")
+
+    # -- control ------------------------------------------------------------------------------
+
+    def enqueue_profile(self, kind: str, payload: dict[str, Any]) -> bool:
+        """Queue a user or company update for the sinks that take them."""
+        return self.flusher.put((kind, payload))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return self.flusher.flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        done = self.flusher.shutdown(self.config.shutdown_timeout if timeout is None else timeout)
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception:
+                log_once(f"close-{sink.name}", "apimon: closing the %s sink failed", sink.name, exc_info=True)
+        return done
+
+    def stats(self) -> dict[str, int]:
+        values = self.counters.snapshot()
+        values["queued"] = self.flusher.pending
+        return values
+
+    def __repr__(self) -> str:
+        return f"<apimon.Client sinks={[s.name for s in self.sinks]} {self.config!r}>"

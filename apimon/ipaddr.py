@@ -1,0 +1,66 @@
+"""The client's IP address, proxy-aware (CONTRACT 2.2 ``ip_address``)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+_Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_ip(text: str) -> _Addr | None:
+    """A valid IP from a header token (``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``"[::1]"``), or None."""
+    token = text.strip().strip('"').strip()
+    if not token or len(token) > 64:
+        return None
+    if token.startswith("["):
+        end = token.find("]")
+        if end < 0:
+            return None
+        token = token[1:end]
+    elif token.count(":") == 1:
+        token = token.split(":", 1)[0]
+    try:
+        addr = ipaddress.ip_address(token)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _is_public(addr: _Addr) -> bool:
+    return not (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_unspecified)
+
+
+def _candidates(forwarded_for: str | None, real_ip: str | None, forwarded: str | None) -> Iterator[str]:
+    if forwarded_for:
+        yield from forwarded_for.split(",")
+    if real_ip:
+        yield real_ip
+    if forwarded:
+        for element in forwarded.split(","):
+            for pair in element.split(";"):
+                key, _, value = pair.partition("=")
+                if key.strip().lower() == "for":
+                    yield value
+
+
+def client_ip(forwarded_for: str | None, real_ip: str | None, forwarded: str | None, peer: str | None) -> str | None:
+    """First public IP from the proxy headers; else their first valid IP; else the peer; else None.
+
+    Invalid values are ignored, never shipped.
+    """
+    first_valid: _Addr | None = None
+    for token in _candidates(forwarded_for, real_ip, forwarded):
+        addr = parse_ip(token)
+        if addr is None:
+            continue
+        if _is_public(addr):
+            return str(addr)
+        if first_valid is None:
+            first_valid = addr
+    if first_valid is not None:
+        return str(first_valid)
+    peer_addr = parse_ip(peer) if peer else None
+    return str(peer_addr) if peer_addr is not None else None

@@ -1,0 +1,175 @@
+"""What the flusher does with a batch: build each event, run ``mask_event``, encode, hand to sinks.
+
+Every event that enters :meth:`Pipeline.handle` ends in exactly one counter per sink: delivered
+(``stored``/``sent``) or one loss reason (CONTRACT 1.4).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from apimon._guard import log_once, logger
+from apimon.config import Config
+from apimon.counters import Counters
+from apimon.event import build_event
+from apimon.record import RawCall
+from apimon.sinks import Item, Sink
+
+# Moesif rejects events over 1 MB; bodies are the only part that can be dropped to fit.
+MAX_EVENT_BYTES = 1_000_000
+
+
+class Pipeline:
+    """Turns raw calls into encoded :class:`~apimon.sinks.Item` batches for every sink."""
+
+    def __init__(self, config: Config, counters: Counters, sinks: Sequence[Sink]) -> None:
+        self.config = config
+        self.counters = counters
+        self.sinks = list(sinks)
+
+    def handle(self, batch: list[Any]) -> None:
+        items: list[Item] = []
+        profiles: dict[str, list[dict[str, Any]]] = {}
+        for entry in batch:
+            if isinstance(entry, RawCall):
+                item = self._prepare(entry)
+                if item is not None:
+                    items.append(item)
+            else:
+                kind, payload = entry
+                profiles.setdefault(kind, []).append(payload)
+        for kind, payloads in profiles.items():
+            self._send_profiles(kind, payloads)
+        if not items:
+            return
+        for sink in self.sinks:
+            for chunk in _split_by_bytes(items, self.config.max_batch_bytes):
+                try:
+                    outcome = sink.send(chunk)
+                except Exception:
+                    self.counters.incr("internal_errors")
+                    self.counters.incr("failed", len(chunk))
+                    log_once(f"sink-{sink.name}", "apimon: the %s sink raised; its batch is counted as failed",
+                             sink.name, exc_info=True)
+                    continue
+                if outcome.delivered:
+                    self.counters.incr(sink.counter, outcome.delivered)
+                if outcome.failed:
+                    self.counters.incr("failed", outcome.failed)
+                if outcome.retried:
+                    self.counters.incr("retried", outcome.retried)
+        if self.config.debug:
+            logger.debug("apimon: handled %d events for %d sinks", len(items), len(self.sinks))
+
+    def _send_profiles(self, kind: str, payloads: list[dict[str, Any]]) -> None:
+        for sink in self.sinks:
+            try:
+                sink.send_profiles(kind, payloads)
+            except Exception:
+                self.counters.incr("internal_errors")
+                log_once(f"profiles-{sink.name}", "apimon: the %s sink failed on %s updates", sink.name, kind,
+                         exc_info=True)
+
+    def _prepare(self, raw: RawCall) -> Item | None:
+        config = self.config
+        try:
+            event = build_event(raw, config)
+        except Exception:
+            self._lose("dropped_error", "build", "apimon: building an event failed; it was dropped")
+            return None
+        if config.mask_event is not None:
+            try:
+                masked = config.mask_event(event)
+            except Exception:
+                self.counters.incr("hook_errors")
+                self._lose("dropped_by_mask", "hook-mask_event", "apimon: mask_event raised; the event was dropped")
+                return None
+            if masked is None:
+                self.counters.incr("dropped_by_mask")
+                return None
+            if not isinstance(masked, dict):
+                self.counters.incr("hook_errors")
+                self._lose("dropped_by_mask", "hook-mask_event-type",
+                           "apimon: mask_event must return a dict or None; the event was dropped")
+                return None
+            event = masked
+        data = self._encode(event)
+        if data is None:
+            return None
+        request = event.get("request") or {}
+        uri = request.get("uri") if isinstance(request, dict) else None
+        user_id = event.get("user_id")
+        company_id = event.get("company_id")
+        return Item(
+            event=event,
+            data=data,
+            transaction_id=str(event.get("transaction_id", "")),
+            ts=raw.start,
+            duration_ms=round(max(0.0, raw.end - raw.start) * 1000.0, 3),
+            verb=raw.method.upper(),
+            path=urlsplit(uri).path if isinstance(uri, str) else raw.raw_path,
+            route=raw.route,
+            status=raw.status or 500,
+            user_id=user_id if isinstance(user_id, str) else None,
+            company_id=company_id if isinstance(company_id, str) else None,
+        )
+
+    def _encode(self, event: dict[str, Any]) -> bytes | None:
+        try:
+            data = orjson.dumps(event)
+        except (TypeError, orjson.JSONEncodeError):
+            # A hook put something orjson cannot encode; fall back to str() for it.
+            try:
+                data = orjson.dumps(event, default=str)
+            except (TypeError, orjson.JSONEncodeError):
+                self._lose("dropped_error", "encode", "apimon: an event could not be encoded as JSON; it was dropped")
+                return None
+        if len(data) <= MAX_EVENT_BYTES:
+            return data
+        # Too large for the collectors: drop the bodies and say so, then give up if still too large.
+        truncated: dict[str, Any] = {}
+        for part in ("request", "response"):
+            section = event.get(part)
+            if isinstance(section, dict) and "body" in section:
+                section.pop("body")
+                section.pop("transfer_encoding", None)
+                truncated[f"{part}.body"] = None
+        if truncated:
+            metadata = event.setdefault("metadata", {})
+            if isinstance(metadata, dict):
+                marker = metadata.setdefault("apimon", {})
+                if isinstance(marker, dict):
+                    marker.setdefault("truncated", {}).update(truncated)
+            data = orjson.dumps(event, default=str)
+            if len(data) <= MAX_EVENT_BYTES:
+                return data
+        self.counters.incr("dropped_too_large")
+        log_once("too-large", "apimon: an event over %d bytes was dropped", MAX_EVENT_BYTES)
+        return None
+
+    def _lose(self, reason: str, kind: str, message: str) -> None:
+        self.counters.incr(reason)
+        if reason == "dropped_error":
+            self.counters.incr("internal_errors")
+        log_once(kind, message, exc_info=True, level=logging.ERROR if reason == "dropped_error" else logging.WARNING)
+
+
+def _split_by_bytes(items: list[Item], max_bytes: int) -> list[list[Item]]:
+    chunks: list[list[Item]] = []
+    current: list[Item] = []
+    size = 0
+    for item in items:
+        n = len(item.data) + 1
+        if current and size + n > max_bytes:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += n
+    if current:
+        chunks.append(current)
+    return chunks

@@ -1,0 +1,114 @@
+"""The raw snapshot of one request/response pair, taken on the request thread.
+
+Adapters fill a :class:`RawCall` with cheap, already-owned values (strings, bytes, numbers) and
+hand it to the flusher; everything expensive (header canonicalisation, body decoding, redaction,
+JSON) happens later in :mod:`apimon.event`, off the request path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BodyTee:
+    """Keeps the first ``cap`` bytes of a body that streams through, and counts all of it.
+
+    ``feed`` is called with every chunk as the app or the server sees it; nothing is ever held
+    beyond ``cap`` bytes, so a 2 GB upload costs at most ``cap`` bytes of memory.
+    """
+
+    __slots__ = ("cap", "chunks", "held", "size", "complete")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.chunks: list[bytes] = []
+        self.held = 0
+        self.size = 0
+        self.complete = False
+
+    def feed(self, chunk: bytes) -> None:
+        n = len(chunk)
+        self.size += n
+        room = self.cap - self.held
+        if room > 0 and n:
+            piece = chunk if n <= room else chunk[:room]
+            self.chunks.append(bytes(piece))
+            self.held += len(piece)
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > self.cap
+
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+class RawCall:
+    """One HTTP exchange as seen by an adapter; the input of :func:`apimon.event.build_event`.
+
+    Header lists keep names as the server gave them and values as latin-1 strings; the event
+    builder canonicalises and joins them. ``raw_path`` is the path exactly as on the wire.
+    """
+
+    __slots__ = (
+        "method",
+        "scheme",
+        "host",
+        "raw_path",
+        "query",
+        "req_headers",
+        "peer",
+        "start",
+        "end",
+        "status",
+        "resp_headers",
+        "req_body",
+        "resp_body",
+        "route",
+        "user_id",
+        "company_id",
+        "session_token",
+        "metadata",
+        "api_version",
+        "framework_user",
+        "session_cookie",
+        "error",
+        "weight",
+        "hook_failures",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        scheme: str,
+        host: str,
+        raw_path: str,
+        query: str,
+        req_headers: list[tuple[str, str]],
+        peer: str | None,
+        start: float,
+    ) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.host = host
+        self.raw_path = raw_path
+        self.query = query
+        self.req_headers = req_headers
+        self.peer = peer
+        self.start = start
+        self.end = start
+        self.status = 0
+        self.resp_headers: list[tuple[str, str]] = []
+        self.req_body: BodyTee | None = None
+        self.resp_body: BodyTee | None = None
+        self.route: str | None = None
+        self.user_id: str | None = None
+        self.company_id: str | None = None
+        self.session_token: str | None = None
+        self.metadata: dict[str, Any] | None = None
+        self.api_version: str | None = None
+        self.framework_user: str | None = None
+        self.session_cookie: str | None = None
+        self.error: str | None = None
+        self.weight: int | None = None
+        self.hook_failures: tuple[str, ...] = ()

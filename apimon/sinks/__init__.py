@@ -1,0 +1,59 @@
+"""Destinations behind one small interface. The flusher hands every sink the same encoded batch.
+
+A sink is used only from the flusher thread (or the thread running a synchronous flush), one
+batch at a time, so it needs no locking of its own.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class Item:
+    """One encoded event plus the indexed columns the store wants."""
+
+    event: dict[str, Any]
+    data: bytes
+    transaction_id: str
+    ts: float
+    duration_ms: float
+    verb: str
+    path: str
+    route: str | None
+    status: int
+    user_id: str | None
+    company_id: str | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of a batch: events ``delivered`` and events ``failed`` (not retried further)."""
+
+    delivered: int = 0
+    failed: int = 0
+    retried: int = 0
+
+
+class Sink(abc.ABC):
+    """A destination. ``counter`` names the stats counter its deliveries add to (``stored``/``sent``)."""
+
+    name: str = "sink"
+    counter: str = "sent"
+
+    @abc.abstractmethod
+    def send(self, batch: Sequence[Item]) -> Outcome:
+        """Deliver ``batch``; never raise for a delivery failure, report it in the outcome."""
+
+    def send_profiles(self, kind: str, payloads: Sequence[dict[str, Any]]) -> Outcome:
+        """Deliver ``"user"`` or ``"company"`` updates; sinks that keep no profiles ignore them."""
+        return Outcome()
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; called at shutdown."""
+
+    def after_fork(self) -> None:  # noqa: B027 - optional hook
+        """Drop state inherited from the parent (connections, pools) without blocking."""

@@ -1,0 +1,246 @@
+"""The embedded SQLite store (CONTRACT 4): one row per call, indexed columns, the full event as JSON.
+
+Writers (the flusher's store sink) and readers (the CLI) share this class. Usage::
+
+    store = Store("apimon.db")
+    store.insert([stored_call, ...])       # one transaction
+    for row in store.recent(limit=20): ...
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    transaction_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    verb TEXT NOT NULL,
+    path TEXT NOT NULL,
+    route TEXT,
+    status INTEGER NOT NULL,
+    duration_ms REAL NOT NULL,
+    user_id TEXT,
+    company_id TEXT,
+    size INTEGER NOT NULL,
+    shipped INTEGER NOT NULL DEFAULT 0,
+    event BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts);
+CREATE INDEX IF NOT EXISTS calls_status ON calls (status);
+CREATE INDEX IF NOT EXISTS calls_verb ON calls (verb);
+CREATE INDEX IF NOT EXISTS calls_path ON calls (path);
+CREATE INDEX IF NOT EXISTS calls_route ON calls (route);
+CREATE INDEX IF NOT EXISTS calls_duration ON calls (duration_ms);
+CREATE INDEX IF NOT EXISTS calls_user ON calls (user_id);
+CREATE INDEX IF NOT EXISTS calls_company ON calls (company_id);
+CREATE INDEX IF NOT EXISTS calls_txid ON calls (transaction_id);
+"""
+
+_COLUMNS = "id, transaction_id, ts, verb, path, route, status, duration_ms, user_id, company_id, size, event"
+_BYTES_CHECK_EVERY = 64
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCall:
+    """One row: the indexed columns plus the event exactly as shipped (JSON bytes)."""
+
+    transaction_id: str
+    ts: float
+    verb: str
+    path: str
+    route: str | None
+    status: int
+    duration_ms: float
+    user_id: str | None
+    company_id: str | None
+    event_json: bytes
+    id: int | None = None
+
+    def event(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.event_json)
+        return value
+
+
+class StoreError(Exception):
+    """The store file cannot be opened or written (read-only directory, full disk, not a database)."""
+
+
+class Store:
+    """A SQLite file in WAL mode, safe for one writer thread per process and many reader processes."""
+
+    def __init__(self, path: str, max_rows: int = 50_000, max_bytes: int = 256 * 1024 * 1024,
+                 readonly: bool = False) -> None:
+        self.path = path
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.readonly = readonly
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        self._batches = 0
+
+    def _connect(self) -> sqlite3.Connection:
+        pid = os.getpid()
+        if self._conn is not None and self._pid == pid:
+            return self._conn
+        # A connection inherited through fork must not be used by the child: open a fresh one.
+        self._conn = None
+        try:
+            if self.readonly:
+                if not os.path.exists(self.path):
+                    raise StoreError(f"no apimon store at {self.path}")
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+            else:
+                if not os.path.exists(self.path):
+                    # Owner-only: captured traffic may hold personal data.
+                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+                conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open apimon store {self.path}: {exc}") from exc
+        self._conn, self._pid = conn, pid
+        return conn
+
+    def open(self) -> None:
+        """Open now (and raise :class:`StoreError`) instead of on first use."""
+        with self._lock:
+            self._connect()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def insert(self, calls: Sequence[StoredCall]) -> None:
+        """Write ``calls`` in one transaction, then prune past the retention bounds."""
+        if not calls:
+            return
+        rows = [
+            (c.transaction_id, c.ts, c.verb, c.path, c.route, c.status, c.duration_ms, c.user_id, c.company_id,
+             len(c.event_json), c.event_json)
+            for c in calls
+        ]
+        with self._lock:
+            try:
+                conn = self._connect()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(
+                        "INSERT INTO calls (transaction_id, ts, verb, path, route, status, duration_ms, user_id,"
+                        " company_id, size, event) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        rows,
+                    )
+                    self._prune(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write apimon store {self.path}: {exc}") from exc
+
+    def _prune(self, conn: sqlite3.Connection) -> None:
+        # Ids only grow and only the oldest rows are deleted, so the newest max_rows rows are
+        # exactly those with id > max(id) - max_rows: no COUNT(*) scan needed.
+        conn.execute("DELETE FROM calls WHERE id <= (SELECT MAX(id) FROM calls) - ?", (self.max_rows,))
+        self._batches += 1
+        if self._batches % _BYTES_CHECK_EVERY != 1:
+            return
+        total = conn.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM calls").fetchone()
+        size, count = int(total[0]), int(total[1])
+        if size > self.max_bytes and count:
+            # Drop the oldest share of rows that brings the total back under 90% of the bound.
+            excess = int(count * (1 - 0.9 * self.max_bytes / size)) + 1
+            conn.execute("DELETE FROM calls WHERE id IN (SELECT id FROM calls ORDER BY id LIMIT ?)", (excess,))
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                conn = self._connect()
+                conn.row_factory = sqlite3.Row
+                try:
+                    return list(conn.execute(sql, tuple(params)))
+                finally:
+                    conn.row_factory = None
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read apimon store {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _row(row: sqlite3.Row) -> StoredCall:
+        return StoredCall(
+            id=row["id"], transaction_id=row["transaction_id"], ts=row["ts"], verb=row["verb"], path=row["path"],
+            route=row["route"], status=row["status"], duration_ms=row["duration_ms"], user_id=row["user_id"],
+            company_id=row["company_id"], event_json=bytes(row["event"]),
+        )
+
+    def recent(self, limit: int = 20, status_class: int | None = None, path_glob: str | None = None,
+               user_id: str | None = None) -> list[StoredCall]:
+        """The newest calls first, filtered by status class (5 for 5xx), path glob and user."""
+        where: list[str] = []
+        params: list[Any] = []
+        if status_class is not None:
+            where.append("status >= ? AND status < ?")
+            params += [status_class * 100, status_class * 100 + 100]
+        if path_glob:
+            # SQLite GLOB has the shell syntax users expect from --path "/items/*" (case-sensitive).
+            where.append("path GLOB ?")
+            params.append(path_glob)
+        if user_id:
+            where.append("user_id = ?")
+            params.append(user_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(f"SELECT {_COLUMNS} FROM calls {clause} ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [self._row(r) for r in rows]
+
+    def get(self, key: str) -> StoredCall | None:
+        """A call by its numeric id or its transaction_id."""
+        if key.isdigit():
+            rows = self._query(f"SELECT {_COLUMNS} FROM calls WHERE id = ?", [int(key)])
+        else:
+            rows = self._query(f"SELECT {_COLUMNS} FROM calls WHERE transaction_id = ? LIMIT 1", [key])
+        return self._row(rows[0]) if rows else None
+
+    def count(self) -> int:
+        return int(self._query("SELECT COUNT(*) AS n FROM calls")[0]["n"])
+
+    def summary(self) -> dict[str, Any]:
+        """Counts by status class and by route, and duration percentiles."""
+        by_class = {f"{r['cls']}xx": r["n"] for r in self._query(
+            "SELECT status / 100 AS cls, COUNT(*) AS n FROM calls GROUP BY cls ORDER BY cls")}
+        by_route = [
+            {"route": r["route"], "verb": r["verb"], "count": r["n"], "errors": r["errors"],
+             "p50_ms": None, "avg_ms": round(r["avg_ms"], 2)}
+            for r in self._query(
+                "SELECT verb, COALESCE(route, path) AS route, COUNT(*) AS n, SUM(status >= 500) AS errors,"
+                " AVG(duration_ms) AS avg_ms FROM calls GROUP BY verb, COALESCE(route, path)"
+                " ORDER BY n DESC LIMIT 50")
+        ]
+        durations = [r["duration_ms"] for r in self._query("SELECT duration_ms FROM calls ORDER BY duration_ms")]
+        return {
+            "total": len(durations),
+            "by_status_class": by_class,
+            "by_route": by_route,
+            "p50_ms": percentile(durations, 50),
+            "p95_ms": percentile(durations, 95),
+            "p99_ms": percentile(durations, 99),
+        }
+
+
+def percentile(sorted_values: Sequence[float], pct: float) -> float | None:
+    """Nearest-rank percentile of an ascending sequence; None when empty."""
+    if not sorted_values:
+        return None
+    rank = max(1, -(-len(sorted_values) * pct // 100))
+    return round(float(sorted_values[int(rank) - 1]), 3)
+
