@@ -95,15 +95,24 @@ def stats() -> dict[str, int]:
     return client.stats() if client is not None else dict.fromkeys(NAMES, 0)
 
 
-def update_user(user_id: str, metadata: dict[str, Any] | None = None, session_token: str | None = None,
-                ip_address: str | None = None, user_agent_string: str | None = None,
-                modified_time: float | None = None) -> bool:
+def update_user(
+    user_id: str,
+    metadata: dict[str, Any] | None = None,
+    session_token: str | None = None,
+    ip_address: str | None = None,
+    user_agent_string: str | None = None,
+    modified_time: float | None = None,
+) -> bool:
     """Queue a user profile update for Moesif and MoEngage; False when dropped (queue full or no client)."""
     if not user_id:
         raise ValueError("apimon.update_user: user_id is required")
     payload: dict[str, Any] = {"user_id": str(user_id), "modified_time": modified_time or time.time()}
-    for key, value in (("metadata", metadata), ("session_token", session_token), ("ip_address", ip_address),
-                       ("user_agent_string", user_agent_string)):
+    for key, value in (
+        ("metadata", metadata),
+        ("session_token", session_token),
+        ("ip_address", ip_address),
+        ("user_agent_string", user_agent_string),
+    ):
         if value is not None:
             payload[key] = value
     client = _client

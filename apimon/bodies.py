@@ -82,21 +82,27 @@ def decode_content(data: bytes, encoding: str | None, cap: int) -> bytes | None:
     for wbits in wbits_options:
         try:
             d = zlib.decompressobj(wbits)
-            return d.decompress(data, cap + 1)
+            out = d.decompress(data, cap + 1)
         except zlib.error:
             continue
+        # Stopping at the cap is fine (the caller marks the body truncated); ending early is not.
+        if len(out) > cap or d.eof:
+            return out
     return None
 
 
-def classify(data: bytes, content_type: str | None, content_encoding: str | None, cap: int,
-             redact_fields: frozenset[str]) -> Body:
-    """Turn captured bytes into the event's body value."""
+def classify(
+    data: bytes, content_type: str | None, content_encoding: str | None, cap: int, redact_fields: frozenset[str]
+) -> Body | None:
+    """Turn captured bytes into the event's body value; None when there is no body to send."""
     decoded = decode_content(data, content_encoding, cap)
     if decoded is None:
         return _base64(data)
     if len(decoded) > cap:
         return Body(None, oversize=True)
     mtype = media_type(content_type)
+    if not decoded:
+        return None
     if is_json(mtype):
         parsed = _parse_json(decoded)
         if parsed is not _INVALID:

@@ -56,8 +56,12 @@ class Client:
         if path is not None:
             sinks.append(StoreSink(Store(path, max_rows=config.store_max_rows, max_bytes=config.store_max_bytes)))
             if config.store_is_default:
-                logger.info("apimon: no Moesif or MoEngage credentials; calls go to the SQLite store %s"
-                            " (read them with `apimon calls --store %s`)", path, path)
+                logger.info(
+                    "apimon: no Moesif or MoEngage credentials; calls go to the SQLite store %s"
+                    " (read them with `apimon calls --store %s`)",
+                    path,
+                    path,
+                )
         return sinks
 
     def _after_fork(self) -> None:
@@ -95,8 +99,11 @@ class Client:
             self.counters.incr("captured")
             if not self.flusher.put(raw):
                 self.counters.incr("dropped_queue_full")
-                log_once("queue-full", "apimon: the event queue is full (%d); new events are dropped and counted",
-                         self.config.max_queue)
+                log_once(
+                    "queue-full",
+                    "apimon: the event queue is full (%d); new events are dropped and counted",
+                    self.config.max_queue,
+                )
         except Exception:
             self.counters.incr("internal_errors")
             log_once("complete", "apimon: recording a call failed", exc_info=True)
@@ -138,8 +145,13 @@ class Client:
 
     def _hook_failed(self, name: str, why: str = "raised") -> None:
         self.counters.incr("hook_errors")
-        log_once(f"hook-{name}", "apimon: the %s hook %s; the call is captured without it", name, why,
-                 exc_info=why == "raised")
+        log_once(
+            f"hook-{name}",
+            "apimon: the %s hook %s; the call is captured without it",
+            name,
+            why,
+            exc_info=why == "raised",
+        )
 
     # -- control ------------------------------------------------------------------------------
 

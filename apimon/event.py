@@ -37,14 +37,25 @@ def build_uri(scheme: str, host: str, raw_path: str, query: str) -> str:
     return f"{uri}?{query}" if query else uri
 
 
-def _body_into(target: dict[str, Any], tee: BodyTee | None, content_type: str | None,
-               content_encoding: str | None, config: Config, where: str, truncated: dict[str, int | None]) -> None:
+def _body_into(
+    target: dict[str, Any],
+    tee: BodyTee | None,
+    content_type: str | None,
+    content_encoding: str | None,
+    config: Config,
+    where: str,
+    truncated: dict[str, int | None],
+) -> None:
     if tee is None or tee.size == 0:
         return
     if tee.truncated:
         truncated[where] = tee.size if tee.complete else None
         return
-    body: Body = classify(tee.data(), content_type, content_encoding, config.max_body_bytes, config.redact_body_fields)
+    body: Body | None = classify(
+        tee.data(), content_type, content_encoding, config.max_body_bytes, config.redact_body_fields
+    )
+    if body is None:
+        return
     if body.oversize:
         # The decoded size is unknown: decoding stopped at the cap.
         truncated[where] = None
@@ -67,8 +78,9 @@ def build_event(raw: RawCall, config: Config) -> dict[str, Any]:
         if credential:
             session_token = session_hash(credential)
 
-    ip = client_ip(req_headers.get("X-Forwarded-For"), req_headers.get("X-Real-Ip"),
-                   req_headers.get("Forwarded"), raw.peer)
+    ip = client_ip(
+        req_headers.get("X-Forwarded-For"), req_headers.get("X-Real-Ip"), req_headers.get("Forwarded"), raw.peer
+    )
 
     request: dict[str, Any] = {
         "time": iso_ms(raw.start),
@@ -83,11 +95,25 @@ def build_event(raw: RawCall, config: Config) -> dict[str, Any]:
 
     truncated: dict[str, int | None] = {}
     if config.log_body:
-        _body_into(request, raw.req_body, req_headers.get("Content-Type"), req_headers.get("Content-Encoding"),
-                   config, "request.body", truncated)
+        _body_into(
+            request,
+            raw.req_body,
+            req_headers.get("Content-Type"),
+            req_headers.get("Content-Encoding"),
+            config,
+            "request.body",
+            truncated,
+        )
         if request["verb"] != "HEAD" and raw.status not in _NO_BODY_STATUSES:
-            _body_into(response, raw.resp_body, resp_headers.get("Content-Type"),
-                       resp_headers.get("Content-Encoding"), config, "response.body", truncated)
+            _body_into(
+                response,
+                raw.resp_body,
+                resp_headers.get("Content-Type"),
+                resp_headers.get("Content-Encoding"),
+                config,
+                "response.body",
+                truncated,
+            )
 
     request["headers"] = hdr.redact(req_headers, config.redact_headers)
     response["headers"] = hdr.redact(resp_headers, config.redact_headers)

@@ -23,15 +23,22 @@ from apimon._guard import log_once
 class Flusher:
     """Bounded queue plus worker thread. Usage::
 
-        flusher = Flusher(handle=pipeline.handle, max_queue=10_000, batch_size=100, flush_interval=1.0)
-        if not flusher.put(item): count_the_drop()
-        flusher.flush(timeout=5.0)      # True when everything put so far was handled
-        flusher.shutdown(timeout=2.0)   # flush, then stop the thread
+    flusher = Flusher(handle=pipeline.handle, max_queue=10_000, batch_size=100, flush_interval=1.0)
+    if not flusher.put(item): count_the_drop()
+    flusher.flush(timeout=5.0)      # True when everything put so far was handled
+    flusher.shutdown(timeout=2.0)   # flush, then stop the thread
     """
 
-    def __init__(self, handle: Callable[[list[Any]], None], *, max_queue: int, batch_size: int,
-                 flush_interval: float, on_internal_error: Callable[[], None] | None = None,
-                 after_fork: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        handle: Callable[[list[Any]], None],
+        *,
+        max_queue: int,
+        batch_size: int,
+        flush_interval: float,
+        on_internal_error: Callable[[], None] | None = None,
+        after_fork: Callable[[], None] | None = None,
+    ) -> None:
         self._handle = handle
         self._max_queue = max_queue
         self._batch_size = batch_size
@@ -131,8 +138,9 @@ class Flusher:
                 except Exception:
                     if self._on_internal_error is not None:
                         self._on_internal_error()
-                    log_once("flusher-batch", "apimon: a batch of %d events failed internally", len(batch),
-                             exc_info=True)
+                    log_once(
+                        "flusher-batch", "apimon: a batch of %d events failed internally", len(batch), exc_info=True
+                    )
                 finally:
                     with self._progress:
                         self._handled += len(batch)

@@ -54,8 +54,12 @@ class Pipeline:
                 except Exception:
                     self.counters.incr("internal_errors")
                     self.counters.incr("failed", len(chunk))
-                    log_once(f"sink-{sink.name}", "apimon: the %s sink raised; its batch is counted as failed",
-                             sink.name, exc_info=True)
+                    log_once(
+                        f"sink-{sink.name}",
+                        "apimon: the %s sink raised; its batch is counted as failed",
+                        sink.name,
+                        exc_info=True,
+                    )
                     continue
                 if outcome.delivered:
                     self.counters.incr(sink.counter, outcome.delivered)
@@ -72,8 +76,9 @@ class Pipeline:
                 sink.send_profiles(kind, payloads)
             except Exception:
                 self.counters.incr("internal_errors")
-                log_once(f"profiles-{sink.name}", "apimon: the %s sink failed on %s updates", sink.name, kind,
-                         exc_info=True)
+                log_once(
+                    f"profiles-{sink.name}", "apimon: the %s sink failed on %s updates", sink.name, kind, exc_info=True
+                )
 
     def _prepare(self, raw: RawCall) -> Item | None:
         config = self.config
@@ -94,8 +99,11 @@ class Pipeline:
                 return None
             if not isinstance(masked, dict):
                 self.counters.incr("hook_errors")
-                self._lose("dropped_by_mask", "hook-mask_event-type",
-                           "apimon: mask_event must return a dict or None; the event was dropped")
+                self._lose(
+                    "dropped_by_mask",
+                    "hook-mask_event-type",
+                    "apimon: mask_event must return a dict or None; the event was dropped",
+                )
                 return None
             event = masked
         data = self._encode(event)

@@ -31,21 +31,53 @@ def free_port() -> int:
 
 
 def gunicorn_command(target: str, port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-            "--graceful-timeout", "5", "--log-level", "warning", *extra, target]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--graceful-timeout",
+        "5",
+        "--log-level",
+        "warning",
+        *extra,
+        target,
+    ]
 
 
 def uvicorn_command(target: str, port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-            *extra, target]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *extra,
+        target,
+    ]
 
 
 class ServerProcess:
     """A server child process listening on ``127.0.0.1:port``; ``url`` is its base URL."""
 
-    def __init__(self, command: Sequence[str], port: int, env: Mapping[str, str] | None = None,
-                 cwd: str | None = None, ready_path: str = "/ping", start_timeout: float = 20.0,
-                 stop_timeout: float = 10.0, log_path: str | None = None) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        port: int,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        ready_path: str = "/ping",
+        start_timeout: float = 20.0,
+        stop_timeout: float = 10.0,
+        log_path: str | None = None,
+    ) -> None:
         self.command = list(command)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -64,8 +96,15 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._log = log
-        self.proc = subprocess.Popen(self.command, env=self.env, cwd=self.cwd, stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -114,6 +153,7 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

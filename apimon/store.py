@@ -77,8 +77,9 @@ class StoreError(Exception):
 class Store:
     """A SQLite file in WAL mode, safe for one writer thread per process and many reader processes."""
 
-    def __init__(self, path: str, max_rows: int = 50_000, max_bytes: int = 256 * 1024 * 1024,
-                 readonly: bool = False) -> None:
+    def __init__(
+        self, path: str, max_rows: int = 50_000, max_bytes: int = 256 * 1024 * 1024, readonly: bool = False
+    ) -> None:
         self.path = path
         self.max_rows = max_rows
         self.max_bytes = max_bytes
@@ -128,8 +129,19 @@ class Store:
         if not calls:
             return
         rows = [
-            (c.transaction_id, c.ts, c.verb, c.path, c.route, c.status, c.duration_ms, c.user_id, c.company_id,
-             len(c.event_json), c.event_json)
+            (
+                c.transaction_id,
+                c.ts,
+                c.verb,
+                c.path,
+                c.route,
+                c.status,
+                c.duration_ms,
+                c.user_id,
+                c.company_id,
+                len(c.event_json),
+                c.event_json,
+            )
             for c in calls
         ]
         with self._lock:
@@ -179,13 +191,22 @@ class Store:
     @staticmethod
     def _row(row: sqlite3.Row) -> StoredCall:
         return StoredCall(
-            id=row["id"], transaction_id=row["transaction_id"], ts=row["ts"], verb=row["verb"], path=row["path"],
-            route=row["route"], status=row["status"], duration_ms=row["duration_ms"], user_id=row["user_id"],
-            company_id=row["company_id"], event_json=bytes(row["event"]),
+            id=row["id"],
+            transaction_id=row["transaction_id"],
+            ts=row["ts"],
+            verb=row["verb"],
+            path=row["path"],
+            route=row["route"],
+            status=row["status"],
+            duration_ms=row["duration_ms"],
+            user_id=row["user_id"],
+            company_id=row["company_id"],
+            event_json=bytes(row["event"]),
         )
 
-    def recent(self, limit: int = 20, status_class: int | None = None, path_glob: str | None = None,
-               user_id: str | None = None) -> list[StoredCall]:
+    def recent(
+        self, limit: int = 20, status_class: int | None = None, path_glob: str | None = None, user_id: str | None = None
+    ) -> list[StoredCall]:
         """The newest calls first, filtered by status class (5 for 5xx), path glob and user."""
         where: list[str] = []
         params: list[Any] = []
@@ -216,15 +237,24 @@ class Store:
 
     def summary(self) -> dict[str, Any]:
         """Counts by status class and by route, and duration percentiles."""
-        by_class = {f"{r['cls']}xx": r["n"] for r in self._query(
-            "SELECT status / 100 AS cls, COUNT(*) AS n FROM calls GROUP BY cls ORDER BY cls")}
+        by_class = {
+            f"{r['cls']}xx": r["n"]
+            for r in self._query("SELECT status / 100 AS cls, COUNT(*) AS n FROM calls GROUP BY cls ORDER BY cls")
+        }
         by_route = [
-            {"route": r["route"], "verb": r["verb"], "count": r["n"], "errors": r["errors"],
-             "p50_ms": None, "avg_ms": round(r["avg_ms"], 2)}
+            {
+                "route": r["route"],
+                "verb": r["verb"],
+                "count": r["n"],
+                "errors": r["errors"],
+                "p50_ms": None,
+                "avg_ms": round(r["avg_ms"], 2),
+            }
             for r in self._query(
                 "SELECT verb, COALESCE(route, path) AS route, COUNT(*) AS n, SUM(status >= 500) AS errors,"
                 " AVG(duration_ms) AS avg_ms FROM calls GROUP BY verb, COALESCE(route, path)"
-                " ORDER BY n DESC LIMIT 50")
+                " ORDER BY n DESC LIMIT 50"
+            )
         ]
         durations = [r["duration_ms"] for r in self._query("SELECT duration_ms FROM calls ORDER BY duration_ms")]
         return {
@@ -243,4 +273,3 @@ def percentile(sorted_values: Sequence[float], pct: float) -> float | None:
         return None
     rank = max(1, -(-len(sorted_values) * pct // 100))
     return round(float(sorted_values[int(rank) - 1]), 3)
-

@@ -56,8 +56,16 @@ def snapshot(environ: WSGIEnvironment, start: float) -> RawCall:
     else:
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         raw_path = quote(path.encode("latin-1", "replace"), safe=_PATH_SAFE) or "/"
-    return RawCall(environ.get("REQUEST_METHOD", "GET"), scheme, host, raw_path, environ.get("QUERY_STRING", ""),
-                   headers, environ.get("REMOTE_ADDR"), start)
+    return RawCall(
+        environ.get("REQUEST_METHOD", "GET"),
+        scheme,
+        host,
+        raw_path,
+        environ.get("QUERY_STRING", ""),
+        headers,
+        environ.get("REMOTE_ADDR"),
+        start,
+    )
 
 
 class _TeeInput:
@@ -124,8 +132,14 @@ class _TeeInput:
 class _ResponseTee:
     """The response iterable, passed through chunk by chunk; finishes the event exactly once."""
 
-    def __init__(self, inner: Iterable[bytes], client: Client, raw: RawCall, environ: WSGIEnvironment,
-                 tee_input: _TeeInput | None) -> None:
+    def __init__(
+        self,
+        inner: Iterable[bytes],
+        client: Client,
+        raw: RawCall,
+        environ: WSGIEnvironment,
+        tee_input: _TeeInput | None,
+    ) -> None:
         self._inner = inner
         self._iter: Iterator[bytes] | None = None
         self._client = client

@@ -24,10 +24,14 @@ _JWT = "eyJhbGciOiJIUzI1NiJ9." + base64.urlsafe_b64encode(b'{"sub":"user-42"}').
 _BASIC = "Basic " + base64.b64encode(b"alice:wonderland").decode()
 _BOUNDARY = "apimondemo"
 _MULTIPART = (
-    f"--{_BOUNDARY}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nholiday\r\n"
-    f"--{_BOUNDARY}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"beach.png\"\r\n"
-    "Content-Type: image/png\r\n\r\n"
-).encode() + bytes(range(256)) * 8 + f"\r\n--{_BOUNDARY}--\r\n".encode()
+    (
+        f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="title"\r\n\r\nholiday\r\n'
+        f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="photo"; filename="beach.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    + bytes(range(256)) * 8
+    + f"\r\n--{_BOUNDARY}--\r\n".encode()
+)
 
 Request = tuple[str, str, bytes | None, dict[str, str]]
 
@@ -78,10 +82,17 @@ def run_demo(requests: int = 60, keep: str | None = None) -> int:
     store_path = os.path.join(workdir, "demo.db")
     port = free_port()
     env = {"APIMON_STORE": store_path, "PYTHONPATH": str(root)}
-    console.print(f"[bold]apimon demo[/]: the sample Flask app under gunicorn at http://127.0.0.1:{port}, "
-                  f"calls stored in {store_path}")
-    server = ServerProcess(gunicorn_command("sample_apps.flask_app.app:app", port), port, env=env, cwd=str(root),
-                           log_path=os.path.join(workdir, "server.log"))
+    console.print(
+        f"[bold]apimon demo[/]: the sample Flask app under gunicorn at http://127.0.0.1:{port}, "
+        f"calls stored in {store_path}"
+    )
+    server = ServerProcess(
+        gunicorn_command("sample_apps.flask_app.app:app", port),
+        port,
+        env=env,
+        cwd=str(root),
+        log_path=os.path.join(workdir, "server.log"),
+    )
     sent = 0
     statuses: dict[int, int] = {}
     try:
@@ -115,8 +126,10 @@ def run_demo(requests: int = 60, keep: str | None = None) -> int:
         output.print_call(errors[0], as_json=False)
     stored = store.count()
     expected = sent + server.probes
-    console.print(f"\n[bold]{stored} of {expected} calls captured[/] ({sent} driven, {server.probes} readiness"
-                  f" probe). Explore them:\n  apimon calls --store {store_path}\n  apimon stats --store {store_path}")
+    console.print(
+        f"\n[bold]{stored} of {expected} calls captured[/] ({sent} driven, {server.probes} readiness"
+        f" probe). Explore them:\n  apimon calls --store {store_path}\n  apimon stats --store {store_path}"
+    )
     if stored != expected:
         sys.stderr.write(orjson.dumps({"expected": expected, "stored": stored}).decode() + "\n")
         return 1

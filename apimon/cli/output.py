@@ -67,8 +67,15 @@ def print_calls(calls: Sequence[StoredCall], as_json: bool) -> None:
             _write_json_line(call_summary(call))
         return
     table = Table(title=f"{len(calls)} most recent calls", title_justify="left")
-    for name, justify in (("id", "right"), ("time", "left"), ("verb", "left"), ("path", "left"),
-                          ("status", "right"), ("ms", "right"), ("user", "left")):
+    for name, justify in (
+        ("id", "right"),
+        ("time", "left"),
+        ("verb", "left"),
+        ("path", "left"),
+        ("status", "right"),
+        ("ms", "right"),
+        ("user", "left"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for call in calls:
         table.add_row(
@@ -93,8 +100,10 @@ def print_call(call: StoredCall, as_json: bool) -> None:
     console = _console()
     request = event.get("request", {})
     response = event.get("response", {})
-    console.print(f"[bold]{_clean(request.get('verb'))} {_clean(request.get('uri'))}[/]  →  "
-                  f"[{_status_style(call.status)}]{response.get('status')}[/]  {call.duration_ms:.1f} ms")
+    console.print(
+        f"[bold]{_clean(request.get('verb'))} {_clean(request.get('uri'))}[/]  →  "
+        f"[{_status_style(call.status)}]{response.get('status')}[/]  {call.duration_ms:.1f} ms"
+    )
     for key in ("transaction_id", "user_id", "company_id", "session_token"):
         if event.get(key):
             console.print(f"{key}: {_clean(str(event[key]))}")
@@ -126,8 +135,10 @@ def print_stats(summary: dict[str, Any], as_json: bool) -> None:
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f} ms"
 
-    console.print(f"[bold]{summary['total']} calls[/]   p50 {ms(summary['p50_ms'])}   p95 {ms(summary['p95_ms'])}"
-                  f"   p99 {ms(summary['p99_ms'])}")
+    console.print(
+        f"[bold]{summary['total']} calls[/]   p50 {ms(summary['p50_ms'])}   p95 {ms(summary['p95_ms'])}"
+        f"   p99 {ms(summary['p99_ms'])}"
+    )
     classes = Table(title="by status class", title_justify="left")
     classes.add_column("class")
     classes.add_column("calls", justify="right")
@@ -135,8 +146,7 @@ def print_stats(summary: dict[str, Any], as_json: bool) -> None:
         classes.add_row(name, str(count))
     console.print(classes)
     routes = Table(title="by route", title_justify="left")
-    for name, justify in (("verb", "left"), ("route", "left"), ("calls", "right"), ("5xx", "right"),
-                          ("avg", "right")):
+    for name, justify in (("verb", "left"), ("route", "left"), ("calls", "right"), ("5xx", "right"), ("avg", "right")):
         routes.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in summary["by_route"]:
         routes.add_row(row["verb"], _clean(row["route"]), str(row["count"]), str(row["errors"]), ms(row["avg_ms"]))

@@ -22,8 +22,16 @@ class StoreSink(Sink):
     def send(self, batch: Sequence[Item]) -> Outcome:
         calls = [
             StoredCall(
-                transaction_id=i.transaction_id, ts=i.ts, verb=i.verb, path=i.path, route=i.route, status=i.status,
-                duration_ms=i.duration_ms, user_id=i.user_id, company_id=i.company_id, event_json=i.data,
+                transaction_id=i.transaction_id,
+                ts=i.ts,
+                verb=i.verb,
+                path=i.path,
+                route=i.route,
+                status=i.status,
+                duration_ms=i.duration_ms,
+                user_id=i.user_id,
+                company_id=i.company_id,
+                event_json=i.data,
             )
             for i in batch
         ]

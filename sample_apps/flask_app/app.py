@@ -112,7 +112,7 @@ def create_app() -> Flask:
     def events() -> Any:
         def generate() -> Iterator[str]:
             for i in range(3):
-                yield f"id: {i}\ndata: {{\"tick\": {i}}}\n\n"
+                yield f'id: {i}\ndata: {{"tick": {i}}}\n\n'
                 time.sleep(0.02)
 
         return Response(generate(), content_type="text/event-stream")

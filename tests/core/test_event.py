@@ -1,0 +1,421 @@
+"""CONTRACT 2: the API Call event, rule by rule, with concrete inputs and expected JSON."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import uuid
+import zlib
+
+import pytest
+
+from apimon.event import build_uri, iso_ms
+from tests.factories import T0, build, make_raw, tee
+
+
+def test_full_event_shape() -> None:
+    raw = make_raw(
+        method="post",
+        path="/items/83738/reviews/",
+        query="a=1&b=2",
+        req_headers=[("Content-Type", "application/json"), ("Accept", "*/*")],
+        resp_headers=[("Content-Type", "application/json; charset=utf-8")],
+        status=201,
+        req_body=b'{"liked": true}',
+        resp_body=b'{"id": 7}',
+    )
+    event = build(raw)
+    txid = event.pop("transaction_id")
+    assert uuid.UUID(txid).version == 4
+    assert event == {
+        "request": {
+            "time": "2026-11-25T14:04:34.785Z",
+            "uri": "https://api.example.com/items/83738/reviews/?a=1&b=2",
+            "verb": "POST",
+            "ip_address": "203.0.113.9",
+            "headers": {"Content-Type": "application/json", "Accept": "*/*"},
+            "body": {"liked": True},
+        },
+        "response": {
+            "time": "2026-11-25T14:04:35.035Z",
+            "status": 201,
+            "headers": {"Content-Type": "application/json; charset=utf-8"},
+            "body": {"id": 7},
+        },
+        "direction": "Incoming",
+    }
+
+
+def test_absent_values_are_left_out_not_empty() -> None:
+    event = build(make_raw(peer=None))
+    assert "ip_address" not in event["request"]
+    assert "body" not in event["request"] and "body" not in event["response"]
+    for key in ("user_id", "company_id", "session_token", "metadata", "weight"):
+        assert key not in event
+    assert "api_version" not in event["request"]
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        (T0, "2026-11-25T14:04:34.785Z"),
+        (0.0, "1970-01-01T00:00:00.000Z"),
+        (1795615474.0009, "2026-11-25T14:04:34.000Z"),
+        (1795615474.9999, "2026-11-25T14:04:34.999Z"),
+    ],
+)
+def test_times_are_utc_iso8601_with_milliseconds(ts: float, expected: str) -> None:
+    assert iso_ms(ts) == expected
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "path", "query", "uri"),
+    [
+        ("https", "api.example.com:443", "/a", "", "https://api.example.com/a"),
+        ("http", "api.example.com:80", "/a", "", "http://api.example.com/a"),
+        ("http", "api.example.com:8080", "/a", "x=1", "http://api.example.com:8080/a?x=1"),
+        ("https", "api.example.com:80", "/a", "", "https://api.example.com:80/a"),
+        ("http", "[::1]:8000", "/a", "", "http://[::1]:8000/a"),
+        ("http", "[::1]", "/a", "", "http://[::1]/a"),
+        ("http", "h", "/files/a%2Fb/c%20d", "q=%E2%9C%93&x", "http://h/files/a%2Fb/c%20d?q=%E2%9C%93&x"),
+        ("http", "h", "/mount/app/x", "", "http://h/mount/app/x"),
+    ],
+)
+def test_uri_keeps_wire_path_and_drops_default_port(scheme: str, host: str, path: str, query: str, uri: str) -> None:
+    assert build_uri(scheme, host, path, query) == uri
+    assert build(make_raw(scheme=scheme, host=host, path=path, query=query))["request"]["uri"] == uri
+
+
+def test_verb_is_upper_case_and_status_500_when_unknown() -> None:
+    event = build(make_raw(method="delete", status=0))
+    assert event["request"]["verb"] == "DELETE"
+    assert event["response"]["status"] == 500
+
+
+def test_headers_title_case_and_repeated_names_joined_with_comma() -> None:
+    raw = make_raw(
+        req_headers=[("X_FORWARDED_PROTO", "https"), ("accept", "a"), ("ACCEPT", "b"), ("x-request-id", "r1")],
+        resp_headers=[("set-cookie", "a=1; Path=/"), ("Set-Cookie", "b=2"), ("content-type", "text/plain")],
+    )
+    event = build(raw, redact_headers=[])
+    assert event["request"]["headers"] == {"X-Forwarded-Proto": "https", "Accept": "a,b", "X-Request-Id": "r1"}
+    assert event["response"]["headers"] == {"Set-Cookie": "a=1; Path=/,b=2", "Content-Type": "text/plain"}
+
+
+def test_set_cookie_twice_is_joined_then_redacted_by_default() -> None:
+    raw = make_raw(resp_headers=[("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
+    assert build(raw)["response"]["headers"] == {"Set-Cookie": "[REDACTED]"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "peer", "expected"),
+    [
+        ([("X-Forwarded-For", "8.8.8.8, 10.0.0.1")], "127.0.0.1", "8.8.8.8"),
+        ([("X-Forwarded-For", "10.0.0.1, 192.168.1.1, 1.1.1.1")], "127.0.0.1", "1.1.1.1"),
+        ([("X-Forwarded-For", "unknown, <script>, 999.1.1.1, 8.8.4.4")], "127.0.0.1", "8.8.4.4"),
+        ([("X-Forwarded-For", "garbage, also-bad")], "198.51.100.4", "198.51.100.4"),
+        ([("X-Forwarded-For", "10.0.0.1, 172.16.0.5")], "127.0.0.1", "10.0.0.1"),
+        ([("X-Forwarded-For", "fd00::1, 2001:4860:4860::8888")], None, "2001:4860:4860::8888"),
+        ([("X-Forwarded-For", "1.2.3.4:5678")], None, "1.2.3.4"),
+        ([("X-Real-IP", "9.9.9.9")], "127.0.0.1", "9.9.9.9"),
+        ([("X-Forwarded-For", "10.1.1.1"), ("X-Real-IP", "9.9.9.9")], None, "9.9.9.9"),
+        ([("Forwarded", 'for="[2001:db8:cafe::17]:4711";proto=https, for=192.0.2.60')], None, "2001:db8:cafe::17"),
+        ([("Forwarded", "for=unknown;by=x, for=8.8.8.8")], None, "8.8.8.8"),
+        ([("X-Forwarded-For", "169.254.1.1, fe80::1")], "127.0.0.1", "169.254.1.1"),
+        ([], "::ffff:8.8.8.8", "8.8.8.8"),
+        ([], "not-an-ip", None),
+        ([], None, None),
+    ],
+)
+def test_ip_address_proxy_aware(headers: list[tuple[str, str]], peer: str | None, expected: str | None) -> None:
+    event = build(make_raw(req_headers=headers, peer=peer))
+    assert event["request"].get("ip_address") == expected
+
+
+# -- bodies (CONTRACT 2.3) ------------------------------------------------------------------------
+
+
+def _resp(body: bytes, content_type: str | None, *extra: tuple[str, str], **raw_kw: object) -> dict[str, object]:
+    headers = [("Content-Type", content_type)] if content_type else []
+    event = build(make_raw(resp_headers=[*headers, *extra], resp_body=body, **raw_kw))  # type: ignore[arg-type]
+    response: dict[str, object] = event["response"]
+    response["_metadata"] = event.get("metadata")
+    return response
+
+
+def test_json_body_is_json_even_with_leading_whitespace() -> None:
+    r = _resp(b'  \n\t {"a": [1, 2.5, null, "x"]}', "application/json")
+    assert r["body"] == {"a": [1, 2.5, None, "x"]} and "transfer_encoding" not in r
+
+
+def test_vendor_json_content_type() -> None:
+    assert _resp(b'{"ok": true}', "application/problem+json; charset=utf-8")["body"] == {"ok": True}
+
+
+def test_invalid_json_with_json_content_type_is_text() -> None:
+    r = _resp(b'{"a": 1,, oops', "application/json")
+    assert r["body"] == '{"a": 1,, oops' and "transfer_encoding" not in r
+
+
+def test_json_top_level_scalar() -> None:
+    assert _resp(b"42", "application/json")["body"] == 42
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "text/html; charset=utf-8",
+        "application/xml",
+        "application/soap+xml",
+        "application/javascript",
+        "application/graphql",
+        "application/x-ndjson",
+        "text/csv",
+    ],
+)
+def test_text_bodies_are_strings(content_type: str | None) -> None:
+    r = _resp("héllo <b>wörld</b>\n".encode(), content_type)
+    assert r["body"] == "héllo <b>wörld</b>\n" and "transfer_encoding" not in r
+
+
+def test_binary_is_base64() -> None:
+    data = bytes(range(256))
+    r = _resp(data, "application/octet-stream")
+    assert r["transfer_encoding"] == "base64"
+    assert base64.b64decode(r["body"]) == data  # type: ignore[arg-type]
+
+
+def test_invalid_utf8_text_is_base64() -> None:
+    data = b"caf\xe9 \xff\xfe"
+    r = _resp(data, "text/plain")
+    assert r["transfer_encoding"] == "base64" and base64.b64decode(r["body"]) == data  # type: ignore[arg-type]
+
+
+def test_image_is_base64_even_when_ascii() -> None:
+    assert _resp(b"GIF89a", "image/gif")["transfer_encoding"] == "base64"
+
+
+def test_gzip_response_is_decoded_and_header_kept() -> None:
+    payload = b'{"compressed": true}'
+    r = _resp(gzip.compress(payload), "application/json", ("Content-Encoding", "gzip"))
+    assert r["body"] == {"compressed": True}
+    assert r["headers"] == {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS])
+def test_deflate_zlib_and_raw(wbits: int) -> None:
+    c = zlib.compressobj(wbits=wbits)
+    data = c.compress(b"plain text") + c.flush()
+    assert _resp(data, "text/plain", ("Content-Encoding", "deflate"))["body"] == "plain text"
+
+
+def test_corrupt_gzip_is_base64_of_the_raw_bytes() -> None:
+    r = _resp(b"\x1f\x8b not gzip", "application/json", ("Content-Encoding", "gzip"))
+    assert r["transfer_encoding"] == "base64" and base64.b64decode(r["body"]) == b"\x1f\x8b not gzip"  # type: ignore
+
+
+def test_compression_bomb_is_bounded_and_marked() -> None:
+    bomb = gzip.compress(b"\0" * 50_000_000)  # 50 MB of zeros in ~50 KB
+    assert len(bomb) < 100_000
+    r = _resp(bomb, "application/json", ("Content-Encoding", "gzip"))
+    assert "body" not in r
+    assert r["_metadata"] == {"apimon": {"truncated": {"response.body": None}}}
+
+
+def test_body_over_cap_is_left_out_and_marked_with_full_size() -> None:
+    big = b"x" * 262_144
+    raw = make_raw(resp_headers=[("Content-Type", "text/plain")], resp_body=big, cap=100_000)
+    assert raw.resp_body is not None and raw.resp_body.held == 100_000  # never more than the cap is held
+    event = build(raw, max_body_bytes=100_000)
+    assert "body" not in event["response"]
+    assert event["metadata"] == {"apimon": {"truncated": {"response.body": 262144}}}
+
+
+def test_body_over_cap_with_unknown_size_is_null() -> None:
+    raw = make_raw(req_headers=[("Content-Type", "text/plain")])
+    raw.req_body = tee(b"y" * 20, cap=10, complete=False)
+    event = build(raw, max_body_bytes=10)
+    assert event["metadata"] == {"apimon": {"truncated": {"request.body": None}}}
+
+
+def test_log_body_false_means_no_bodies() -> None:
+    raw = make_raw(req_body=b'{"a": 1}', resp_body=b"ok", req_headers=[("Content-Type", "application/json")])
+    event = build(raw, log_body=False)
+    assert "body" not in event["request"] and "body" not in event["response"]
+
+
+@pytest.mark.parametrize(("method", "status"), [("HEAD", 200), ("GET", 204), ("GET", 304)])
+def test_no_response_body_for_head_204_304(method: str, status: int) -> None:
+    event = build(make_raw(method=method, status=status, resp_body=b"should not appear"))
+    assert "body" not in event["response"]
+
+
+def test_multipart_summary_never_contains_file_contents() -> None:
+    body = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="title"\r\n\r\nholiday\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="password"\r\n\r\nhunter2\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="photo"; filename="a.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n\x89PNG-secret-bytes\r\n--XyZ--\r\n"
+    )
+    raw = make_raw(method="POST", req_headers=[("Content-Type", 'multipart/form-data; boundary="XyZ"')], req_body=body)
+    event = build(raw)
+    assert event["request"]["body"] == {
+        "title": "holiday",
+        "password": "[REDACTED]",
+        "photo": {"filename": "a.png", "content_type": "image/png", "size": 17},
+    }
+
+
+def test_malformed_multipart_is_base64() -> None:
+    raw = make_raw(method="POST", req_headers=[("Content-Type", "multipart/form-data; boundary=q")], req_body=b"zz")
+    assert build(raw)["request"]["transfer_encoding"] == "base64"
+
+
+def test_json_nested_deeper_than_encoder_limit_becomes_text() -> None:
+    deep = b"[" * 300 + b"]" * 300
+    r = _resp(deep, "application/json")
+    assert r["body"] == deep.decode()
+
+
+# -- who made the call (CONTRACT 2.4) -------------------------------------------------------------
+
+
+def _jwt(payload: bytes) -> str:
+    return "eyJhbGciOiJIUzI1NiJ9." + base64.urlsafe_b64encode(payload).decode().rstrip("=") + ".sig"
+
+
+def test_user_from_bearer_jwt_sub_and_session_is_hash() -> None:
+    auth = "Bearer " + _jwt(b'{"sub": "user-42"}')
+    event = build(make_raw(req_headers=[("Authorization", auth)]))
+    assert event["user_id"] == "user-42"
+    import hashlib
+
+    assert event["session_token"] == "sha256:" + hashlib.sha256(auth.encode()).hexdigest()[:32]
+    assert auth not in str(event)  # the raw credential never leaves the process
+
+
+def test_user_from_basic_auth() -> None:
+    auth = "Basic " + base64.b64encode(b"alice:secret").decode()
+    event = build(make_raw(req_headers=[("Authorization", auth)]))
+    assert event["user_id"] == "alice"
+    assert "secret" not in str(event)
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        "Bearer not-a-jwt",
+        "Bearer a.!!!.c",
+        f"Bearer {_jwt(b'[1,2]')}",
+        f"Bearer {_jwt(b'{}')}",
+        "Basic ***",
+        "Basic " + base64.b64encode(b"nocolon").decode(),
+        "Digest x",
+    ],
+)
+def test_bad_credentials_give_no_user_but_a_session(auth: str) -> None:
+    event = build(make_raw(req_headers=[("Authorization", auth)]))
+    assert "user_id" not in event
+    assert event["session_token"].startswith("sha256:")
+
+
+def test_framework_user_wins_over_jwt_and_hook_wins_over_both() -> None:
+    raw = make_raw(req_headers=[("Authorization", "Bearer " + _jwt(b'{"sub": "jwt-user"}'))])
+    raw.framework_user = "django-user"
+    assert build(raw)["user_id"] == "django-user"
+    raw.user_id = "hook-user"
+    assert build(raw)["user_id"] == "hook-user"
+
+
+def test_session_cookie_hash_without_authorization() -> None:
+    raw = make_raw()
+    raw.session_cookie = "abc123"
+    import hashlib
+
+    assert build(raw)["session_token"] == "sha256:" + hashlib.sha256(b"abc123").hexdigest()[:32]
+
+
+# -- redaction (CONTRACT 2.5) ---------------------------------------------------------------------
+
+SECRET_HEADERS = [
+    "Authorization",
+    "Proxy-Authorization",
+    "Cookie",
+    "Set-Cookie",
+    "X-Api-Key",
+    "Api-Key",
+    "X-Auth-Token",
+    "X-Csrf-Token",
+    "X-Moesif-Application-Id",
+]
+
+
+def test_default_header_redaction() -> None:
+    raw = make_raw(
+        req_headers=[(h.lower(), "s3cr3t") for h in SECRET_HEADERS] + [("Accept", "*/*")],
+        resp_headers=[(h.upper(), "s3cr3t") for h in SECRET_HEADERS],
+    )
+    event = build(raw)
+    assert event["request"]["headers"] == {**{h: "[REDACTED]" for h in SECRET_HEADERS}, "Accept": "*/*"}
+    assert event["response"]["headers"] == {h: "[REDACTED]" for h in SECRET_HEADERS}
+    assert "s3cr3t" not in str(event)
+
+
+def test_default_body_field_redaction_at_any_depth() -> None:
+    body = (
+        b'{"user": {"Password": "p", "profile": {"ssn": "1", "cards": [{"card_number": "4111", "CVV": 1}]}},'
+        b' "access_token": {"nested": "object"}, "keep": "me"}'
+    )
+    raw = make_raw(
+        method="POST",
+        req_headers=[("Content-Type", "application/json")],
+        req_body=body,
+        resp_headers=[("Content-Type", "application/json")],
+        resp_body=b'[{"refresh_token": "r"}]',
+    )
+    event = build(raw)
+    assert event["request"]["body"] == {
+        "user": {
+            "Password": "[REDACTED]",
+            "profile": {"ssn": "[REDACTED]", "cards": [{"card_number": "[REDACTED]", "CVV": "[REDACTED]"}]},
+        },
+        "access_token": "[REDACTED]",
+        "keep": "me",
+    }
+    assert event["response"]["body"] == [{"refresh_token": "[REDACTED]"}]
+
+
+def test_form_body_redaction_keeps_other_bytes() -> None:
+    raw = make_raw(
+        method="POST",
+        req_headers=[("Content-Type", "application/x-www-form-urlencoded")],
+        req_body=b"name=al+ice&PassWord=hunter2&x=%41&token",
+    )
+    assert build(raw)["request"]["body"] == "name=al+ice&PassWord=[REDACTED]&x=%41&token"
+
+
+def test_custom_redaction_lists_replace_the_defaults() -> None:
+    raw = make_raw(
+        method="POST",
+        req_headers=[("Authorization", "a"), ("X-Custom", "c"), ("Content-Type", "application/json")],
+        req_body=b'{"password": "p", "pin": "1234"}',
+    )
+    event = build(raw, redact_headers=["x-custom"], redact_body_fields=["PIN"])
+    assert event["request"]["headers"]["X-Custom"] == "[REDACTED]"
+    assert event["request"]["headers"]["Authorization"] == "a"
+    assert event["request"]["body"] == {"password": "p", "pin": "[REDACTED]"}
+
+
+def test_weight_metadata_route_and_company() -> None:
+    raw = make_raw()
+    raw.weight = 4
+    raw.company_id = "acme"
+    raw.route = "/items/<id>"
+    raw.metadata = {"plan": "pro", "apimon": {"custom": 1}}
+    raw.api_version = "2.1"
+    event = build(raw)
+    assert event["weight"] == 4 and event["company_id"] == "acme"
+    assert event["request"]["api_version"] == "2.1"
+    assert event["metadata"] == {"plan": "pro", "apimon": {"custom": 1, "route": "/items/<id>"}}
