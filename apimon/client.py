@@ -28,10 +28,11 @@ _FINISH_HOOKS = ("identify_user", "identify_company", "get_session_token", "get_
 class Client:
     """Create one with :func:`apimon.init`; adapters find it with :func:`apimon.get_client`."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, sinks: list[Sink] | None = None) -> None:
         self.config = config
         self.counters = Counters()
-        self.sinks: list[Sink] = self._build_sinks(config)
+        # ``sinks`` replaces the configured ones (custom destinations, tests).
+        self.sinks: list[Sink] = self._build_sinks(config) if sinks is None else list(sinks)
         self.pipeline = Pipeline(config, self.counters, self.sinks)
         self.flusher = Flusher(
             self.pipeline.handle,

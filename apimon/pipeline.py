@@ -106,9 +106,10 @@ class Pipeline:
                 )
                 return None
             event = masked
-        data = self._encode(event)
-        if data is None:
+        encoded = self._encode(event)
+        if encoded is None:
             return None
+        event, data = encoded
         request = event.get("request") or {}
         uri = request.get("uri") if isinstance(request, dict) else None
         user_id = event.get("user_id")
@@ -127,18 +128,20 @@ class Pipeline:
             company_id=company_id if isinstance(company_id, str) else None,
         )
 
-    def _encode(self, event: dict[str, Any]) -> bytes | None:
+    def _encode(self, event: dict[str, Any]) -> tuple[dict[str, Any], bytes] | None:
+        """The event and its JSON; sinks that transform the event see exactly what was encoded."""
         try:
             data = orjson.dumps(event)
         except (TypeError, orjson.JSONEncodeError):
             # A hook put something orjson cannot encode; fall back to str() for it.
             try:
-                data = orjson.dumps(event, default=str)
+                data = orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS)
+                event = orjson.loads(data)
             except (TypeError, orjson.JSONEncodeError):
                 self._lose("dropped_error", "encode", "apimon: an event could not be encoded as JSON; it was dropped")
                 return None
         if len(data) <= MAX_EVENT_BYTES:
-            return data
+            return event, data
         # Too large for the collectors: drop the bodies and say so, then give up if still too large.
         truncated: dict[str, Any] = {}
         for part in ("request", "response"):
@@ -153,9 +156,9 @@ class Pipeline:
                 marker = metadata.setdefault("apimon", {})
                 if isinstance(marker, dict):
                     marker.setdefault("truncated", {}).update(truncated)
-            data = orjson.dumps(event, default=str)
+            data = orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS)
             if len(data) <= MAX_EVENT_BYTES:
-                return data
+                return event, data
         self.counters.incr("dropped_too_large")
         log_once("too-large", "apimon: an event over %d bytes was dropped", MAX_EVENT_BYTES)
         return None
