@@ -82,6 +82,7 @@ class Client:
             raw.weight = self._weight
         skip = self.config.skip
         if skip is not None:
+            raw.resolve()
             try:
                 skipped = bool(skip(RequestView(raw, native)))
             except Exception:
@@ -111,6 +112,7 @@ class Client:
 
     def _run_hooks(self, raw: RawCall, native_request: Any, native_response: Any) -> None:
         config = self.config
+        raw.resolve()
         request = RequestView(raw, native_request)
         response = ResponseView(raw, native_response)
         if config.identify_user is not None:

@@ -84,7 +84,7 @@ class Flusher:
         queue.append(item)
         if self._thread is None:
             self._start()
-        elif len(queue) >= self._batch_size:
+        elif len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
         return True
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -83,6 +82,7 @@ class Pipeline:
     def _prepare(self, raw: RawCall) -> Item | None:
         config = self.config
         try:
+            raw.resolve()
             event = build_event(raw, config)
         except Exception:
             self._lose("dropped_error", "build", "apimon: building an event failed; it was dropped")
@@ -110,8 +110,6 @@ class Pipeline:
         if encoded is None:
             return None
         event, data = encoded
-        request = event.get("request") or {}
-        uri = request.get("uri") if isinstance(request, dict) else None
         user_id = event.get("user_id")
         company_id = event.get("company_id")
         return Item(
@@ -121,7 +119,7 @@ class Pipeline:
             ts=raw.start,
             duration_ms=round(max(0.0, raw.end - raw.start) * 1000.0, 3),
             verb=raw.method.upper(),
-            path=urlsplit(uri).path if isinstance(uri, str) else raw.raw_path,
+            path=raw.raw_path,
             route=raw.route,
             status=raw.status or 500,
             user_id=user_id if isinstance(user_id, str) else None,

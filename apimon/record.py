@@ -7,6 +7,7 @@ JSON) happens later in :mod:`apimon.event`, off the request path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -74,7 +75,8 @@ class RawCall:
         "session_cookie",
         "error",
         "weight",
-        "hook_failures",
+        "source",
+        "resolver",
     )
 
     def __init__(
@@ -88,6 +90,8 @@ class RawCall:
         peer: str | None,
         start: float,
     ) -> None:
+        self.source: Any = None
+        self.resolver: Callable[[RawCall], None] | None = None
         self.method = method
         self.scheme = scheme
         self.host = host
@@ -111,4 +115,23 @@ class RawCall:
         self.session_cookie: str | None = None
         self.error: str | None = None
         self.weight: int | None = None
-        self.hook_failures: tuple[str, ...] = ()
+
+    @classmethod
+    def deferred(cls, source: Any, resolver: Callable[[RawCall], None], start: float) -> RawCall:
+        """A call whose request fields are filled in later, off the request path, by
+        ``resolver(raw)`` reading ``raw.source`` (a copy of the WSGI environ, an ASGI scope).
+
+        Copying a dict costs a tenth of a microsecond; walking it for headers costs microseconds.
+        """
+        raw = cls("GET", "http", "", "/", "", [], None, start)
+        raw.source = source
+        raw.resolver = resolver
+        return raw
+
+    def resolve(self) -> None:
+        """Fill in the deferred request fields (idempotent); drops the reference to the source."""
+        resolver = self.resolver
+        if resolver is not None:
+            self.resolver = None
+            resolver(self)
+            self.source = None

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 _PATH_SAFE = "/;=,:@!$&'()*+~"
 
 
-def snapshot(environ: WSGIEnvironment, start: float) -> RawCall:
-    """The raw request pieces of ``environ``; cheap enough for the request path."""
+def resolve_environ(raw: RawCall) -> None:
+    """Fill ``raw``'s request fields from its copy of the environ (runs on the flusher thread)."""
+    environ: WSGIEnvironment = raw.source
     headers = [(key[5:], value) for key, value in environ.items() if key[:5] == "HTTP_"]
     content_type = environ.get("CONTENT_TYPE")
     if content_type:
@@ -56,16 +57,20 @@ def snapshot(environ: WSGIEnvironment, start: float) -> RawCall:
     else:
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         raw_path = quote(path.encode("latin-1", "replace"), safe=_PATH_SAFE) or "/"
-    return RawCall(
-        environ.get("REQUEST_METHOD", "GET"),
-        scheme,
-        host,
-        raw_path,
-        environ.get("QUERY_STRING", ""),
-        headers,
-        environ.get("REMOTE_ADDR"),
-        start,
-    )
+    raw.method = environ.get("REQUEST_METHOD", "GET")
+    raw.scheme = scheme
+    raw.host = host
+    raw.raw_path = raw_path
+    raw.query = environ.get("QUERY_STRING", "")
+    raw.req_headers = headers
+    raw.peer = environ.get("REMOTE_ADDR")
+
+
+def snapshot(environ: WSGIEnvironment, start: float) -> RawCall:
+    """The request as the server handed it over, for the request path: a shallow copy of the
+    environ (before the app or inner middlewares change it), parsed later by :func:`resolve_environ`.
+    """
+    return RawCall.deferred(environ.copy(), resolve_environ, start)
 
 
 class _TeeInput:

@@ -26,7 +26,7 @@ def test_full_event_shape() -> None:
     )
     event = build(raw)
     txid = event.pop("transaction_id")
-    assert uuid.UUID(txid).version == 4
+    assert uuid.UUID(txid).version == 4 and uuid.UUID(txid).variant == uuid.RFC_4122
     assert event == {
         "request": {
             "time": "2026-11-25T14:04:34.785Z",
