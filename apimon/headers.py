@@ -14,15 +14,19 @@ def canonical(name: str) -> str:
     return "-".join(part.capitalize() for part in name.replace("_", "-").split("-"))
 
 
-def merge(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+def merge(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> dict[str, str]:
     """Canonicalise names and join the values of a repeated name with ``,``, in order.
+
+    Pairs may be ``str`` (WSGI) or ``bytes`` (ASGI); bytes are decoded as latin-1, as HTTP allows.
 
     The comma without a space is what gunicorn and Werkzeug already do to repeated request
     headers, so every adapter under every common server produces the same string (CONTRACT 2.2).
     """
     out: dict[str, str] = {}
     for name, value in pairs:
-        key = canonical(name)
+        key = canonical(name if isinstance(name, str) else name.decode("latin-1"))
+        if not isinstance(value, str):
+            value = value.decode("latin-1")
         if key in out:
             out[key] = f"{out[key]},{value}"
         else:
@@ -36,11 +40,3 @@ def redact(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
         if key.lower() in names:
             headers[key] = REDACTED
     return headers
-
-
-def get(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
-    """The first value of ``name`` (lower-case) among raw pairs, matched case-insensitively."""
-    for key, value in pairs:
-        if key.lower() == name:
-            return value
-    return None

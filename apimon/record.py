@@ -7,8 +7,11 @@ JSON) happens later in :mod:`apimon.event`, off the request path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+# Header pairs as the server gave them: ``str`` for WSGI, ``bytes`` for ASGI (decoded off the request path).
+HeaderPairs = Sequence[tuple[str | bytes, str | bytes]]
 
 
 class BodyTee:
@@ -86,7 +89,7 @@ class RawCall:
         host: str,
         raw_path: str,
         query: str,
-        req_headers: list[tuple[str, str]],
+        req_headers: HeaderPairs,
         peer: str | None,
         start: float,
     ) -> None:
@@ -102,7 +105,7 @@ class RawCall:
         self.start = start
         self.end = start
         self.status = 0
-        self.resp_headers: list[tuple[str, str]] = []
+        self.resp_headers: HeaderPairs = []
         self.req_body: BodyTee | None = None
         self.resp_body: BodyTee | None = None
         self.route: str | None = None

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from apimon.event import build_uri
-from apimon.record import RawCall
+from apimon.record import HeaderPairs, RawCall
 
 
 class Headers(Mapping[str, str]):
@@ -18,9 +18,11 @@ class Headers(Mapping[str, str]):
 
     __slots__ = ("_items",)
 
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+    def __init__(self, pairs: HeaderPairs) -> None:
         items: dict[str, tuple[str, str]] = {}
-        for name, value in pairs:
+        for raw_name, raw_value in pairs:
+            name = raw_name if isinstance(raw_name, str) else raw_name.decode("latin-1")
+            value = raw_value if isinstance(raw_value, str) else raw_value.decode("latin-1")
             key = name.lower().replace("_", "-")
             if key in items:
                 items[key] = (items[key][0], f"{items[key][1]},{value}")
@@ -48,6 +50,7 @@ class RequestView:
     __slots__ = ("_raw", "native", "_headers")
 
     def __init__(self, raw: RawCall, native: Any) -> None:
+        raw.resolve()
         self._raw = raw
         self.native = native
         self._headers: Headers | None = None

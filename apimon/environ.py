@@ -1,0 +1,55 @@
+"""Reading a WSGI environ (PEP 3333) into a :class:`~apimon.record.RawCall`. Used by the WSGI
+middleware and by Django (whose ``request.META`` is an environ under WSGI and ASGI alike)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from apimon.record import RawCall
+
+_PATH_SAFE = "/;=,:@!$&'()*+~"
+
+
+def resolve_environ(raw: RawCall) -> None:
+    """Fill ``raw``'s request fields from its copy of the environ (runs on the flusher thread)."""
+    environ: Mapping[str, Any] = raw.source
+    headers = [(key[5:], value) for key, value in environ.items() if key[:5] == "HTTP_"]
+    content_type = environ.get("CONTENT_TYPE")
+    if content_type:
+        headers.append(("Content-Type", content_type))
+    content_length = environ.get("CONTENT_LENGTH")
+    if content_length:
+        headers.append(("Content-Length", content_length))
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST")
+    if not host:
+        port = environ.get("SERVER_PORT", "")
+        host = environ.get("SERVER_NAME", "localhost")
+        if port and port != ("443" if scheme == "https" else "80"):
+            host = f"{host}:{port}"
+    # The path exactly as on the wire: gunicorn gives RAW_URI, uWSGI and Werkzeug REQUEST_URI;
+    # PATH_INFO is already percent-decoded (%2F lost), so it is only the fallback.
+    raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw_uri:
+        if raw_uri[:1] != "/" and "://" in raw_uri:
+            raw_uri = "/" + raw_uri.split("://", 1)[1].partition("/")[2]
+        raw_path = raw_uri.partition("?")[0] or "/"
+    else:
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        raw_path = quote(path.encode("latin-1", "replace"), safe=_PATH_SAFE) or "/"
+    raw.method = environ.get("REQUEST_METHOD", "GET")
+    raw.scheme = scheme
+    raw.host = host
+    raw.raw_path = raw_path
+    raw.query = environ.get("QUERY_STRING", "")
+    raw.req_headers = headers
+    raw.peer = environ.get("REMOTE_ADDR")
+
+
+def snapshot(environ: Mapping[str, Any], start: float) -> RawCall:
+    """The request as the server handed it over, for the request path: a shallow copy of the
+    environ (before the app or inner middlewares change it), parsed later by :func:`resolve_environ`.
+    """
+    return RawCall.deferred(dict(environ), resolve_environ, start)

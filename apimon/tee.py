@@ -1,0 +1,183 @@
+"""Tees: pass a body through untouched while keeping the first ``cap`` bytes of it.
+
+The request side wraps the body stream the app reads; the response side wraps the iterable the
+server iterates. Neither ever drains or buffers a whole body, so streaming and server-sent events
+keep their timing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
+
+from apimon.record import BodyTee, RawCall
+
+
+class TeeReader:
+    """Wraps a request body stream (``wsgi.input``, Django's ``request._stream``): the app reads
+    exactly what it would read, and the tee keeps a copy of the first ``cap`` bytes."""
+
+    def __init__(self, stream: Any, tee: BodyTee, expected: int | None) -> None:
+        self._stream = stream
+        self._tee = tee
+        self._expected = expected
+
+    def _seen(self, data: bytes) -> bytes:
+        if data:
+            self._tee.feed(data)
+            if self._expected is not None and self._tee.size >= self._expected:
+                self._tee.complete = True
+        else:
+            self._tee.complete = True
+        return data
+
+    def read(self, *args: Any) -> bytes:
+        data: bytes = self._stream.read(*args)
+        if not args or args[0] is None or args[0] < 0:
+            self._tee.complete = True
+        return self._seen(data)
+
+    def readline(self, *args: Any) -> bytes:
+        return self._seen(self._stream.readline(*args))
+
+    def readlines(self, *args: Any) -> list[bytes]:
+        lines: list[bytes] = self._stream.readlines(*args)
+        for line in lines:
+            self._seen(line)
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def finish(self, cap: int) -> None:
+        """After the response: read what the app left unread of a known-length body, up to the cap.
+
+        The server would read and discard these bytes anyway to keep the connection alive.
+        """
+        tee = self._tee
+        if tee.complete or self._expected is None:
+            return
+        remaining = self._expected - tee.size
+        if remaining <= 0 or tee.size + remaining > cap:
+            return
+        try:
+            self._seen(self._stream.read(remaining))
+        except Exception:
+            return
+
+
+class TeeIterator:
+    """A response body iterable passed through chunk by chunk, never drained or buffered.
+
+    ``on_end(complete)`` runs exactly once: with True when the iterable is exhausted, with False
+    when it is closed early or raises (the error name is recorded on ``raw``). ``close()`` is
+    always forwarded to the inner iterable.
+    """
+
+    def __init__(self, inner: Iterable[bytes], raw: RawCall, on_end: Callable[[bool], None]) -> None:
+        self._inner = inner
+        self._iter: Iterator[bytes] | None = None
+        self._raw = raw
+        self._on_end = on_end
+        self._done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._iter is None:
+            self._iter = iter(self._inner)
+        try:
+            chunk = next(self._iter)
+        except StopIteration:
+            self._end(True)
+            raise
+        except BaseException as exc:
+            self._raw.error = type(exc).__name__
+            self._end(False)
+            raise
+        tee = self._raw.resp_body
+        if tee is not None:
+            tee.feed(chunk)
+        return chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._end(False)
+
+    def _end(self, complete: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._raw.end = time.time()
+        if self._raw.resp_body is not None:
+            self._raw.resp_body.complete = complete
+        self._on_end(complete)
+
+
+class SizedTeeIterator(TeeIterator):
+    # Servers look at len() of a list/tuple response to set Content-Length; keep that visible.
+    def __len__(self) -> int:
+        return len(self._inner)  # type: ignore[arg-type]
+
+
+class AsyncTeeIterator:
+    """The async twin of :class:`TeeIterator`, for async streaming responses (Django ASGI)."""
+
+    def __init__(self, inner: AsyncIterable[bytes], raw: RawCall, on_end: Callable[[bool], None]) -> None:
+        self._inner = inner
+        self._iter: AsyncIterator[bytes] | None = None
+        self._raw = raw
+        self._on_end = on_end
+        self._done = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._iter is None:
+            self._iter = aiter(self._inner)
+        try:
+            chunk = await anext(self._iter)
+        except StopAsyncIteration:
+            self._end(True)
+            raise
+        except BaseException as exc:
+            self._raw.error = type(exc).__name__
+            self._end(False)
+            raise
+        tee = self._raw.resp_body
+        if tee is not None:
+            tee.feed(chunk)
+        return chunk
+
+    async def aclose(self) -> None:
+        try:
+            aclose = getattr(self._inner, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            self._end(False)
+
+    def _end(self, complete: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._raw.end = time.time()
+        if self._raw.resp_body is not None:
+            self._raw.resp_body.complete = complete
+        self._on_end(complete)
