@@ -31,8 +31,15 @@ def parse_ip(text: str) -> _Addr | None:
     return addr
 
 
+# CONTRACT 2.2 names exactly these: RFC 1918 and RFC 4193 private ranges (ipaddress's is_private
+# is wider: it also covers documentation and other special-purpose blocks, which are kept here).
+_PRIVATE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+
+
 def _is_public(addr: _Addr) -> bool:
-    return not (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_unspecified)
+    if addr.is_loopback or addr.is_link_local or addr.is_unspecified:
+        return False
+    return not any(addr.version == net.version and addr in net for net in _PRIVATE)
 
 
 def _candidates(forwarded_for: str | None, real_ip: str | None, forwarded: str | None) -> Iterator[str]:

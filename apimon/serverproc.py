@@ -49,19 +49,10 @@ def gunicorn_command(target: str, port: int, *extra: str) -> list[str]:
 
 
 def uvicorn_command(target: str, port: int, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        *extra,
-        target,
-    ]
+    # --no-proxy-headers: uvicorn would otherwise replace the peer address with X-Forwarded-For
+    # (garbage included) before apimon sees it; apimon applies its own proxy rules (CONTRACT 2.2).
+    head = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+    return [*head, "--log-level", "warning", "--no-proxy-headers", *extra, target]
 
 
 class ServerProcess:

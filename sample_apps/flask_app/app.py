@@ -1,4 +1,4 @@
-"""A small, realistic Flask API used by `apimon demo`, the tests and the benchmarks.
+"""The sample API on Flask, used by `apimon demo`, the tests and the benchmarks.
 
 Run it: ``gunicorn 'sample_apps.flask_app.app:app'`` from the repository root. With
 ``APIMON_SAMPLE_BARE=1`` it runs without apimon (to compare bytes and speed).
@@ -6,38 +6,28 @@ Run it: ``gunicorn 'sample_apps.flask_app.app:app'`` from the repository root. W
 
 from __future__ import annotations
 
-import base64
-import gzip
 import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from flask import Flask, Response, abort, request, stream_with_context
+from flask import Flask, Response, request, stream_with_context
 
-ITEMS: dict[int, dict[str, Any]] = {}
-LARGE = orjson.dumps({"rows": [{"id": i, "name": f"row-{i:06d}", "ok": True} for i in range(6400)]})[: 256 * 1024]
+from sample_apps.common import BINARY, COOKIES, ETAG, GZIPPED, LARGE, SSE_EVENTS, Items, dumps, user_from
 
 
-def _user() -> str | None:
-    auth = request.headers.get("Authorization", "")
-    scheme, _, cred = auth.partition(" ")
-    if scheme.lower() == "bearer" and cred.count(".") == 2:
-        payload = cred.split(".")[1]
-        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return str(claims.get("sub"))
-    if scheme.lower() == "basic":
-        return base64.b64decode(cred).decode().partition(":")[0]
-    return None
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(dumps(value), status=status, content_type="application/json")
 
 
 def create_app() -> Flask:
     app = Flask(__name__)
+    items = Items()
 
     @app.get("/ping")
     def ping() -> Any:
-        return {"ok": True}
+        return _json({"ok": True})
 
     @app.post("/echo")
     def echo() -> Any:
@@ -49,52 +39,48 @@ def create_app() -> Flask:
 
     @app.get("/items")
     def list_items() -> Any:
-        return {"items": list(ITEMS.values())}
+        return _json({"items": list(items.items.values())})
 
     @app.post("/items")
     def create_item() -> Any:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or "name" not in body:
-            return {"error": "name is required"}, 400
-        item_id = len(ITEMS) + 1
-        ITEMS[item_id] = {"id": item_id, **body}
-        return ITEMS[item_id], 201
+        try:
+            body = orjson.loads(request.get_data())
+        except orjson.JSONDecodeError:
+            body = None
+        status, value = items.create(body)
+        return _json(value, status)
 
     @app.get("/items/<int:item_id>")
     def get_item(item_id: int) -> Any:
-        if item_id not in ITEMS:
-            abort(404)
-        return ITEMS[item_id]
+        status, value = items.get(item_id)
+        return _json(value, status)
 
     @app.put("/items/<int:item_id>")
     def update_item(item_id: int) -> Any:
-        if item_id not in ITEMS:
-            abort(404)
-        ITEMS[item_id].update(request.get_json(silent=True) or {})
-        return ITEMS[item_id]
+        status, value = items.update(item_id, request.get_json(silent=True))
+        return _json(value, status)
 
     @app.delete("/items/<int:item_id>")
     def delete_item(item_id: int) -> Any:
-        ITEMS.pop(item_id, None)
-        return "", 204
+        items.items.pop(item_id, None)
+        return Response(status=204)
 
     @app.post("/form")
     def form() -> Any:
-        return {"fields": sorted(request.form.keys())}
+        return _json({"fields": sorted(request.form.keys())})
 
     @app.post("/upload")
     def upload() -> Any:
         files = {name: len(f.read()) for name, f in request.files.items()}
-        return {"files": files, "fields": dict(request.form)}
+        return _json({"files": files, "fields": dict(request.form)})
 
     @app.get("/download")
     def download() -> Any:
-        return Response(bytes(range(256)) * 4, content_type="application/octet-stream")
+        return Response(BINARY, content_type="application/octet-stream")
 
     @app.get("/gzip")
     def gzipped() -> Any:
-        body = gzip.compress(orjson.dumps({"compressed": True, "n": list(range(50))}))
-        return Response(body, content_type="application/json", headers={"Content-Encoding": "gzip"})
+        return Response(GZIPPED, content_type="application/json", headers={"Content-Encoding": "gzip"})
 
     @app.get("/stream")
     def stream() -> Any:
@@ -111,29 +97,33 @@ def create_app() -> Flask:
     @app.get("/events")
     def events() -> Any:
         def generate() -> Iterator[str]:
-            for i in range(3):
-                yield f'id: {i}\ndata: {{"tick": {i}}}\n\n'
+            for event in SSE_EVENTS:
+                yield event
                 time.sleep(0.02)
 
         return Response(generate(), content_type="text/event-stream")
 
     @app.get("/cookies")
     def cookies() -> Any:
-        response = Response("ok", content_type="text/plain")
-        response.set_cookie("a", "1")
-        response.set_cookie("b", "2")
+        response = Response(b"ok", content_type="text/plain")
+        for cookie in COOKIES:
+            response.headers.add("Set-Cookie", cookie)
         return response
+
+    @app.get("/cached")
+    def cached() -> Any:
+        if request.headers.get("If-None-Match") == ETAG:
+            return Response(status=304, headers={"ETag": ETAG})
+        return Response(b"cached", content_type="text/plain", headers={"ETag": ETAG})
 
     @app.get("/me")
     def me() -> Any:
-        user = _user()
-        if not user:
-            return {"error": "unauthorized"}, 401
-        return {"user": user}
+        user = user_from(request.headers.get("Authorization"))
+        return _json({"user": user}) if user else _json({"error": "unauthorized"}, 401)
 
     @app.post("/login")
     def login() -> Any:
-        return {"token": "not-a-real-token", "ok": True}
+        return _json({"token": "not-a-real-token", "ok": True})
 
     @app.get("/boom")
     def boom() -> Any:

@@ -1,0 +1,211 @@
+"""Django middleware, sync and async capable (Django runs it natively under WSGI and ASGI).
+
+Usage, in ``settings.py``::
+
+    MIDDLEWARE = ["apimon.integrations.django.ApimonMiddleware", ...]   # first, to time everything
+    APIMON = {"moesif_application_id": "...", "identify_company": "myapp.hooks.company"}
+
+Hooks in ``APIMON`` may be callables or dotted import paths. They receive the ``HttpRequest`` and
+``HttpResponse`` as ``.native``. The request body is teed as the view reads it (``request.body``,
+``request.POST``, uploaded files, the raw stream all keep working); streaming and file responses
+are teed as the server iterates them, never consumed here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+try:
+    from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+    from django.apps import apps
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from django.http import HttpRequest, HttpResponseBase
+    from django.utils.functional import LazyObject, empty
+    from django.utils.module_loading import import_string
+except ImportError as exc:  # pragma: no cover - exercised only without Django
+    raise ImportError("apimon.integrations.django needs Django: pip install 'apimon[django]'") from exc
+
+import apimon
+from apimon.client import Client
+from apimon.environ import snapshot
+from apimon.record import BodyTee, RawCall
+from apimon.tee import AsyncTeeIterator, TeeIterator, TeeReader
+
+_HOOKS = ("skip", "identify_user", "identify_company", "get_session_token", "get_metadata", "mask_event", "api_version")
+
+
+def _options() -> dict[str, Any]:
+    options = getattr(settings, "APIMON", None) or {}
+    if not isinstance(options, dict):
+        raise ImproperlyConfigured("settings.APIMON must be a dict of apimon options")
+    resolved = dict(options)
+    for name in _HOOKS:
+        value = resolved.get(name)
+        # A dotted path is a hook; api_version may also be a plain version string.
+        if isinstance(value, str) and "." in value and (name != "api_version" or ":" not in value):
+            try:
+                resolved[name] = import_string(value)
+            except ImportError:
+                if name != "api_version":
+                    raise ImproperlyConfigured(f"APIMON[{name!r}]: cannot import {value!r}") from None
+    return resolved
+
+
+class _State:
+    __slots__ = ("client", "raw", "reader")
+
+    def __init__(self, client: Client, raw: RawCall, reader: TeeReader | None) -> None:
+        self.client = client
+        self.raw = raw
+        self.reader = reader
+
+
+class ApimonMiddleware:
+    """Capture every request/response Django serves as an API Call event."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+        apimon.ensure_client(_options())
+        self.auth_installed = apps.is_installed("django.contrib.auth")
+        self.session_cookie = getattr(settings, "SESSION_COOKIE_NAME", "sessionid")
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        state = self._begin(request)
+        if state is None:
+            return self.get_response(request)
+        try:
+            response = self.get_response(request)
+        except BaseException as exc:
+            self._failed(state, request, exc)
+            raise
+        return self._responded(state, request, response)
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        state = self._begin(request)
+        if state is None:
+            return await self.get_response(request)
+        try:
+            response = await self.get_response(request)
+        except BaseException as exc:
+            self._failed(state, request, exc)
+            raise
+        return self._responded(state, request, response)
+
+    def _begin(self, request: HttpRequest) -> _State | None:
+        client = apimon._client
+        if client is None or not client.config.enabled:
+            return None
+        try:
+            source = dict(request.META)
+            scope = getattr(request, "scope", None)
+            if scope is not None:
+                # ASGI: the wire path and scheme come from the scope, not the rebuilt META.
+                raw_path = scope.get("raw_path")
+                if raw_path:
+                    source["RAW_URI"] = raw_path.decode("latin-1")
+                source["wsgi.url_scheme"] = scope.get("scheme") or "http"
+            raw = snapshot(source, time.time())
+            if not client.admit(raw, request):
+                return None
+            reader = None
+            config = client.config
+            if config.log_body:
+                raw.resp_body = BodyTee(config.max_body_bytes)
+                reader = self._tee_request(request, raw, config.max_body_bytes)
+            return _State(client, raw, reader)
+        except Exception:
+            client.counters.incr("internal_errors")
+            return None
+
+    @staticmethod
+    def _tee_request(request: HttpRequest, raw: RawCall, cap: int) -> TeeReader | None:
+        length = request.META.get("CONTENT_LENGTH")
+        chunked = request.META.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
+        stream = getattr(request, "_stream", None)
+        if stream is None or getattr(request, "_read_started", False) or not ((length and length != "0") or chunked):
+            return None
+        raw.req_body = BodyTee(cap)
+        try:
+            expected = int(length) if length and not chunked else None
+        except ValueError:
+            expected = None
+        reader = TeeReader(stream, raw.req_body, expected)
+        # Django reads request.body, request.POST and uploads through request._stream.
+        request._stream = reader
+        return reader
+
+    def _failed(self, state: _State, request: HttpRequest, exc: BaseException) -> None:
+        raw = state.raw
+        raw.status = 500
+        raw.error = type(exc).__name__
+        raw.end = time.time()
+        self._finish(state, request, None)
+
+    def _responded(self, state: _State, request: HttpRequest, response: HttpResponseBase) -> Any:
+        try:
+            raw = state.raw
+            raw.status = response.status_code
+            headers: list[tuple[str | bytes, str | bytes]] = list(response.items())
+            headers += [("Set-Cookie", morsel.OutputString()) for morsel in response.cookies.values()]
+            raw.resp_headers = headers
+            if not response.streaming:
+                tee = raw.resp_body
+                if tee is not None:
+                    tee.feed(response.content)
+                    tee.complete = True
+                raw.end = time.time()
+                self._finish(state, request, response)
+                return response
+
+            def on_end(complete: bool) -> None:
+                self._finish(state, request, response)
+
+            streaming: Any = response
+            if getattr(response, "is_async", False):
+                streaming.streaming_content = AsyncTeeIterator(streaming.streaming_content, raw, on_end)
+            else:
+                streaming.streaming_content = TeeIterator(streaming.streaming_content, raw, on_end)
+        except Exception:
+            state.client.counters.incr("internal_errors")
+        return response
+
+    def _finish(self, state: _State, request: HttpRequest, response: HttpResponseBase | None) -> None:
+        raw = state.raw
+        try:
+            if state.reader is not None:
+                state.reader.finish(state.client.config.max_body_bytes)
+            match = getattr(request, "resolver_match", None)
+            route = getattr(match, "route", None)
+            if route:
+                raw.route = "/" + route.lstrip("^").lstrip("/")
+            raw.framework_user = self._user_id(request)
+            raw.session_cookie = request.COOKIES.get(self.session_cookie)
+        except Exception:
+            state.client.counters.incr("internal_errors")
+        state.client.complete(raw, request, response)
+
+    def _user_id(self, request: HttpRequest) -> str | None:
+        """The authenticated user's pk, only if auth is installed and ``request.user`` was already
+        loaded by the app: evaluating a lazy user here could hit the database (and, under ASGI,
+        raise SynchronousOnlyOperation)."""
+        if not self.auth_installed:
+            return None
+        user = request.__dict__.get("user")
+        if isinstance(user, LazyObject):
+            user = user._wrapped
+            if user is empty:
+                return None
+        if user is None or not getattr(user, "is_authenticated", False):
+            return None
+        pk = getattr(user, "pk", None)
+        return None if pk is None else str(pk)

@@ -1,0 +1,64 @@
+"""What the sample apps share, so every framework answers the same request with the same bytes
+(the cross-adapter tests compare the events they produce)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from typing import Any
+
+import orjson
+
+LARGE = orjson.dumps({"rows": [{"id": i, "name": f"row-{i:06d}", "ok": True} for i in range(6400)]})[: 256 * 1024]
+BINARY = bytes(range(256)) * 4
+GZIPPED = gzip.compress(orjson.dumps({"compressed": True, "n": list(range(50))}), mtime=0)
+COOKIES = ("a=1; Path=/", "b=2; Path=/")
+ETAG = '"v1"'
+SSE_EVENTS = [f'id: {i}\ndata: {{"tick": {i}}}\n\n' for i in range(3)]
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def user_from(authorization: str | None) -> str | None:
+    """The sample apps' own (unverified) auth: Bearer JWT ``sub`` or Basic user."""
+    scheme, _, cred = (authorization or "").partition(" ")
+    try:
+        if scheme.lower() == "bearer" and cred.count(".") == 2:
+            payload = cred.split(".")[1]
+            claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            return str(claims.get("sub"))
+        if scheme.lower() == "basic":
+            return base64.b64decode(cred).decode().partition(":")[0] or None
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    return None
+
+
+class Items:
+    """An in-memory collection with the CRUD semantics every sample app exposes."""
+
+    def __init__(self) -> None:
+        self.items: dict[int, dict[str, Any]] = {}
+        self.next_id = 1
+
+    def create(self, body: Any) -> tuple[int, dict[str, Any]]:
+        if not isinstance(body, dict) or "name" not in body:
+            return 400, {"error": "name is required"}
+        item = {"id": self.next_id, **body}
+        self.items[self.next_id] = item
+        self.next_id += 1
+        return 201, item
+
+    def update(self, item_id: int, body: Any) -> tuple[int, dict[str, Any]]:
+        if item_id not in self.items:
+            return 404, {"error": "not found"}
+        if isinstance(body, dict):
+            self.items[item_id].update(body)
+        return 200, self.items[item_id]
+
+    def get(self, item_id: int) -> tuple[int, dict[str, Any]]:
+        if item_id not in self.items:
+            return 404, {"error": "not found"}
+        return 200, self.items[item_id]
