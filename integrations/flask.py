@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 try:
-    from flask import Flask, request
+    from flask import Flask, current_app, request
 except ImportError as exc:  # pragma: no cover - exercised only without Flask
     raise ImportError("apimon.integrations.flask needs Flask: pip install 'apimon[flask]'") from exc
 
-from apimon.integrations.wsgi import ROUTE_KEY
+from apimon.integrations.wsgi import ROUTE_KEY, SESSION_KEY
 
 _MARK = "apimon"
 
@@ -37,5 +37,9 @@ def install(app: Any) -> None:
 
 def _record_route(endpoint: str | None, values: dict[str, Any] | None) -> None:
     rule = request.url_rule
+    environ = request.environ
     if rule is not None:
-        request.environ[ROUTE_KEY] = rule.rule
+        environ[ROUTE_KEY] = rule.rule
+    session = request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
+    if session:
+        environ[SESSION_KEY] = session

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-#: Frameworks put the matched route template under this environ key (the Flask glue does).
+#: Framework glue (Flask's) puts the matched route template and the session cookie's value here.
 ROUTE_KEY = "apimon.route"
+SESSION_KEY = "apimon.session_cookie"
 
 
 class ApimonMiddleware:
@@ -94,6 +95,7 @@ class ApimonMiddleware:
             if reader is not None:
                 reader.finish(config.max_body_bytes)
             raw.route = environ.get(ROUTE_KEY)
+            raw.session_cookie = environ.get(SESSION_KEY)
             client.complete(raw, environ)
 
         try:

@@ -28,7 +28,7 @@ async def _body_json(request: Request) -> object:
         return None
 
 
-@app.get("/ping")
+@app.api_route("/ping", methods=["GET", "HEAD"])
 async def ping() -> Response:
     return _json({"ok": True})
 
@@ -109,7 +109,7 @@ async def stream(delay: float = 0.05, parts: int = 5) -> Response:
             yield f"chunk {i}\n".encode()
             await asyncio.sleep(delay)
 
-    return StreamingResponse(generate(), media_type="text/plain")
+    return StreamingResponse(generate(), headers={"Content-Type": "text/plain"})
 
 
 @app.get("/events")
@@ -119,12 +119,12 @@ async def events() -> Response:
             yield event
             await asyncio.sleep(0.02)
 
-    return StreamingResponse(generate(), media_type="text/event-stream")
+    return StreamingResponse(generate(), headers={"Content-Type": "text/event-stream"})
 
 
 @app.get("/cookies")
 async def cookies() -> Response:
-    response = Response(b"ok", media_type="text/plain")
+    response = Response(b"ok", headers={"Content-Type": "text/plain"})
     for cookie in COOKIES:
         response.raw_headers.append((b"set-cookie", cookie.encode()))
     return response
@@ -134,7 +134,7 @@ async def cookies() -> Response:
 async def cached(request: Request) -> Response:
     if request.headers.get("if-none-match") == ETAG:
         return Response(status_code=304, headers={"ETag": ETAG})
-    return Response(b"cached", media_type="text/plain", headers={"ETag": ETAG})
+    return Response(b"cached", headers={"Content-Type": "text/plain", "ETag": ETAG})
 
 
 @app.get("/me")

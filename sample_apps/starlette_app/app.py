@@ -99,7 +99,7 @@ async def stream(request: Request) -> Response:
             yield f"chunk {i}\n".encode()
             await asyncio.sleep(delay)
 
-    return StreamingResponse(generate(), media_type="text/plain")
+    return StreamingResponse(generate(), headers={"Content-Type": "text/plain"})
 
 
 async def events(request: Request) -> Response:
@@ -108,11 +108,11 @@ async def events(request: Request) -> Response:
             yield event
             await asyncio.sleep(0.02)
 
-    return StreamingResponse(generate(), media_type="text/event-stream")
+    return StreamingResponse(generate(), headers={"Content-Type": "text/event-stream"})
 
 
 async def cookies(request: Request) -> Response:
-    response = Response(b"ok", media_type="text/plain")
+    response = Response(b"ok", headers={"Content-Type": "text/plain"})
     for cookie in COOKIES:
         response.raw_headers.append((b"set-cookie", cookie.encode()))
     return response
@@ -121,7 +121,7 @@ async def cookies(request: Request) -> Response:
 async def cached(request: Request) -> Response:
     if request.headers.get("if-none-match") == ETAG:
         return Response(status_code=304, headers={"ETag": ETAG})
-    return Response(b"cached", media_type="text/plain", headers={"ETag": ETAG})
+    return Response(b"cached", headers={"Content-Type": "text/plain", "ETag": ETAG})
 
 
 async def me(request: Request) -> Response:

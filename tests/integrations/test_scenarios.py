@@ -128,7 +128,9 @@ def test_binary_and_invalid_utf8(pair: Pair) -> None:
 
 def test_head_204_304(pair: Pair) -> None:
     got, head = pair.both("HEAD", "/ping")
-    assert got.body == b"" and head["request"]["verb"] == "HEAD" and "body" not in head["response"]
+    assert (
+        got.status == 200 and got.body == b"" and head["request"]["verb"] == "HEAD" and "body" not in head["response"]
+    )
     got, deleted = pair.both("DELETE", "/items/12345")
     assert got.status == 204 and deleted["response"]["status"] == 204 and "body" not in deleted["response"]
     got, cached = pair.both("GET", "/cached", headers=[("If-None-Match", '"v1"')])
