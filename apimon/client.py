@@ -57,12 +57,17 @@ class Client:
         if path is not None:
             sinks.append(StoreSink(Store(path, max_rows=config.store_max_rows, max_bytes=config.store_max_bytes)))
             if config.store_is_default:
-                logger.info(
+                logger.warning(
                     "apimon: no Moesif or MoEngage credentials; calls go to the SQLite store %s"
                     " (read them with `apimon calls --store %s`)",
                     path,
                     path,
                 )
+        if not sinks:
+            raise ValueError(
+                "apimon: store='off' and no Moesif or MoEngage credentials: nothing would be recorded"
+                " (use enabled=False to turn capture off)"
+            )
         return sinks
 
     def _after_fork(self) -> None:

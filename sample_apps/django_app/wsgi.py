@@ -6,5 +6,5 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sample_apps.django_app.settings")
+os.environ["DJANGO_SETTINGS_MODULE"] = "sample_apps.django_app.settings"
 application = get_wsgi_application()

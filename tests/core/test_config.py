@@ -56,3 +56,10 @@ def test_repr_never_shows_credentials() -> None:
         moesif_application_id="secret-app-id", moengage_api_key="secret-key", moengage_workspace_id="ws"
     )
     assert "secret" not in repr(config) and "***" in repr(config)
+
+
+def test_no_destination_at_all_is_a_clear_error() -> None:
+    from apimon.client import Client
+
+    with pytest.raises(ValueError, match="nothing would be recorded"):
+        Client(Config.from_options(store="off"))

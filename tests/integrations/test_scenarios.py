@@ -19,9 +19,6 @@ from apimon.serverproc import ServerProcess, free_port, gunicorn_command, uvicor
 from tests.conftest import REPO
 from tests.httpcheck import Reply, exchange, wait_event
 
-for module in ("gunicorn", "uvicorn", "flask", "starlette", "fastapi", "django"):
-    pytest.importorskip(module)
-
 
 @dataclass(frozen=True)
 class Framework:
@@ -29,6 +26,7 @@ class Framework:
     server: str  # "gunicorn" or "uvicorn"
     target: str
     route_item: str  # the route template this framework records for /items/<id>
+    requires: tuple[str, ...]
 
     def command(self, port: int) -> list[str]:
         if self.server == "gunicorn":
@@ -37,11 +35,31 @@ class Framework:
 
 
 FRAMEWORKS = [
-    Framework("flask", "gunicorn", "sample_apps.flask_app.app:app", "/items/<int:item_id>"),
-    Framework("django-wsgi", "gunicorn", "sample_apps.django_app.wsgi:application", "/items/<int:item_id>"),
-    Framework("starlette", "uvicorn", "sample_apps.starlette_app.app:app", "/items/{item_id:int}"),
-    Framework("fastapi", "uvicorn", "sample_apps.fastapi_app.app:app", "/items/{item_id}"),
-    Framework("django-asgi", "uvicorn", "sample_apps.django_app.asgi:application", "/items/<int:item_id>"),
+    Framework("flask", "gunicorn", "sample_apps.flask_app.app:app", "/items/<int:item_id>", ("flask", "gunicorn")),
+    Framework(
+        "django-wsgi",
+        "gunicorn",
+        "sample_apps.django_app.wsgi:application",
+        "/items/<int:item_id>",
+        ("django", "gunicorn"),
+    ),
+    Framework(
+        "starlette",
+        "uvicorn",
+        "sample_apps.starlette_app.app:app",
+        "/items/{item_id:int}",
+        ("starlette", "multipart", "uvicorn"),
+    ),
+    Framework(
+        "fastapi", "uvicorn", "sample_apps.fastapi_app.app:app", "/items/{item_id}", ("fastapi", "multipart", "uvicorn")
+    ),
+    Framework(
+        "django-asgi",
+        "uvicorn",
+        "sample_apps.django_app.asgi:application",
+        "/items/<int:item_id>",
+        ("django", "uvicorn"),
+    ),
 ]
 
 
@@ -76,6 +94,8 @@ class Pair:
 @pytest.fixture(scope="module", params=FRAMEWORKS, ids=[f.name for f in FRAMEWORKS])
 def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     fw: Framework = request.param
+    for module in fw.requires:
+        pytest.importorskip(module)
     p = Pair(fw, tmp_path_factory.mktemp(fw.name))
     with p.monitored, p.bare:
         yield p

@@ -1,0 +1,234 @@
+"""The pure-ASGI middleware driven by a scripted server in one real event loop: the cases a
+real server rarely produces on demand (missing client, raising before or after the response
+starts, lifespan, websocket, many interleaved requests)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apimon.integrations.asgi import ApimonMiddleware
+
+import apimon
+from apimon.store import Store
+from apimon.types import Message, Receive, Scope, Send
+
+
+def http_scope(
+    path: str = "/x",
+    client: Any = ("203.0.113.1", 5000),
+    headers: list[tuple[bytes, bytes]] | None = None,
+    method: str = "POST",
+) -> Scope:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"example.test"), (b"content-type", b"text/plain")] if headers is None else headers,
+        "client": client,
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def drive(app: Any, scope: Scope, chunks: list[bytes]) -> list[Message]:
+    """A scripted server: feeds ``chunks`` as the request body, collects what the app sends."""
+    pending = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await asyncio.sleep(0.001 * (len(body) % 7))  # interleave concurrent requests
+    await send({"type": "http.response.body", "body": body[:3], "more_body": True})
+    await send({"type": "http.response.body", "body": body[3:]})
+
+
+def events(db: str) -> list[dict[str, Any]]:
+    assert apimon.flush(5.0)
+    return [c.event() for c in reversed(Store(db, readonly=True).recent(limit=1000))]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    path = str(tmp_path / "asgi.db")
+    apimon.init(store=path, flush_interval=3600)
+    return path
+
+
+def test_concurrent_requests_never_mix(db: str) -> None:
+    app = ApimonMiddleware(echo_app)
+
+    async def main() -> list[list[Message]]:
+        return await asyncio.gather(
+            *(drive(app, http_scope(f"/r/{i}"), [f"body-{i}-".encode(), b"x" * i]) for i in range(50))
+        )
+
+    results = asyncio.run(main())
+    for i, sent in enumerate(results):
+        assert b"".join(m.get("body", b"") for m in sent[1:]) == f"body-{i}-".encode() + b"x" * i
+    captured = {e["request"]["uri"]: e for e in events(db)}
+    assert len(captured) == 50
+    for i in range(50):
+        event = captured[f"http://example.test/r/{i}"]
+        assert event["request"]["body"] == event["response"]["body"] == f"body-{i}-" + "x" * i
+        assert event["request"]["ip_address"] == "203.0.113.1"
+
+
+def test_missing_client_and_host(db: str) -> None:
+    app = ApimonMiddleware(echo_app)
+    asyncio.run(drive(app, http_scope(client=None, headers=[]), [b"hi"]))
+    [event] = events(db)
+    assert "ip_address" not in event["request"]
+    assert event["request"]["uri"] == "http://127.0.0.1:8000/x"
+
+
+async def raise_before(scope: Scope, receive: Receive, send: Send) -> None:
+    raise ValueError("before start")
+
+
+async def raise_after(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 201, "headers": []})
+    await send({"type": "http.response.body", "body": b"part", "more_body": True})
+    raise KeyError("after start")
+
+
+def test_app_raising_before_and_after_the_response_started(db: str) -> None:
+    with pytest.raises(ValueError, match="before start"):
+        asyncio.run(drive(ApimonMiddleware(raise_before), http_scope("/before"), [b""]))
+    with pytest.raises(KeyError):
+        asyncio.run(drive(ApimonMiddleware(raise_after), http_scope("/after"), [b""]))
+    before, after = events(db)
+    assert before["response"]["status"] == 500 and before["metadata"]["apimon"]["error"] == "ValueError"
+    assert after["response"]["status"] == 201 and after["metadata"]["apimon"]["error"] == "KeyError"
+    assert after["response"]["body"] == "part"
+
+
+def test_request_body_is_never_pre_drained(db: str) -> None:
+    calls = 0
+
+    async def ignores_body(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def main() -> None:
+        async def receive() -> Message:
+            nonlocal calls
+            calls += 1
+            return {"type": "http.request", "body": b"unread", "more_body": False}
+
+        async def send(message: Message) -> None:
+            pass
+
+        await ApimonMiddleware(ignores_body)(http_scope(), receive, send)
+
+    asyncio.run(main())
+    assert calls == 0
+    [event] = events(db)
+    assert event["response"]["status"] == 204 and "body" not in event["request"]
+
+
+def test_disconnect_is_recorded_with_what_was_seen(db: str) -> None:
+    async def streams_until_disconnect(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"tick\n", "more_body": True})
+        message = await receive()
+        assert message["type"] == "http.disconnect"
+
+    async def main() -> None:
+        async def receive() -> Message:
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            pass
+
+        await ApimonMiddleware(streams_until_disconnect)(http_scope(method="GET"), receive, send)
+
+    asyncio.run(main())
+    [event] = events(db)
+    assert event["response"]["status"] == 200 and event["response"]["body"] == "tick\n"
+
+
+def test_websocket_passes_through_untouched(db: str) -> None:
+    seen: list[Any] = []
+
+    async def ws_app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.extend([scope, receive, send])
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        pass
+
+    scope = {"type": "websocket", "path": "/ws", "headers": []}
+    asyncio.run(ApimonMiddleware(ws_app)(scope, receive, send))
+    assert seen == [scope, receive, send]
+    assert apimon.flush(5.0) and apimon.stats()["captured"] == 0
+
+
+def test_lifespan_shutdown_flushes_off_the_loop(tmp_path: Path) -> None:
+    db = str(tmp_path / "life.db")
+    apimon.init(store=db, flush_interval=3600, batch_size=1000)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await echo_app(scope, receive, send)
+
+    wrapped = ApimonMiddleware(app)
+
+    async def main() -> int:
+        await drive(wrapped, http_scope(), [b"queued"])
+        assert Store(db).count() == 0  # still in memory: the interval is an hour
+        inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+        async def receive() -> Message:
+            return inbox.pop(0)
+
+        async def send(message: Message) -> None:
+            pass
+
+        await wrapped({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+        return Store(db).count()
+
+    assert asyncio.run(main()) == 1
+
+
+def test_disabled_passes_through(tmp_path: Path) -> None:
+    db = str(tmp_path / "off.db")
+    apimon.init(store=db, enabled=False)
+    sent = asyncio.run(drive(ApimonMiddleware(echo_app), http_scope(), [b"abc"]))
+    assert sent[-1]["body"] == b""
+    assert apimon.stats()["captured"] == 0

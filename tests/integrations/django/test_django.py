@@ -1,0 +1,141 @@
+"""The Django middleware in-process, through Django's own WSGI and ASGI handlers (test Client
+and AsyncClient), with a real settings module, auth, sessions and an SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from apimon.integrations.django import _options
+from django.http import HttpResponseBase
+from django.test import AsyncClient, Client
+
+import apimon
+from apimon.client import Client as ApimonClient
+from apimon.config import Config
+from tests.conftest import ListSink
+
+# Closing a response sends request_finished, which touches the database connection.
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sink() -> Iterator[ListSink]:
+    sink = ListSink()
+    apimon._client = ApimonClient(Config.from_options(_options()), sinks=[sink])
+    yield sink
+
+
+def events(sink: ListSink) -> list[dict[str, Any]]:
+    assert apimon.flush(5.0)
+    return sink.events
+
+
+def content(response: HttpResponseBase) -> bytes:
+    if response.streaming:
+        data = b"".join(response.streaming_content)  # type: ignore[attr-defined]
+        response.close()  # what the server does when it is done
+        return data
+    return response.content  # type: ignore[attr-defined, no-any-return]
+
+
+def test_request_body_read_by_the_view(sink: ListSink) -> None:
+    response = Client().post("/body", data=b'{"a": 1, "token": "t"}', content_type="application/json")
+    assert content(response) == b'}"t" :"nekot" ,1 :"a"{'
+    [event] = events(sink)
+    assert event["request"]["body"] == {"a": 1, "token": "[REDACTED]"}
+    assert event["response"]["body"] == '}"t" :"nekot" ,1 :"a"{'
+    assert event["request"]["api_version"] == "2.0"
+
+
+def test_post_form_and_uploads_still_work(sink: ListSink) -> None:
+    response = Client().post("/post", data="name=ann&password=pw", content_type="application/x-www-form-urlencoded")
+    assert response.json() == {"post": {"name": "ann", "password": "pw"}}
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("notes.txt", b"file body", content_type="text/plain")
+    response = Client().post("/upload", data={"title": "t", "doc": upload})
+    assert response.json() == {"files": {"doc": "file body"}, "post": {"title": "t"}}
+    form, multipart = events(sink)
+    assert form["request"]["body"] == "name=ann&password=[REDACTED]"
+    assert multipart["request"]["body"] == {
+        "title": "t",
+        "doc": {"filename": "notes.txt", "content_type": "text/plain", "size": 9},
+    }
+
+
+def test_raw_stream_reads_and_unread_bodies(sink: ListSink) -> None:
+    response = Client().post("/stream-read", data=b"abcdefgh", content_type="text/plain")
+    assert content(response) == b"abc|def|gh"
+    response = Client().post("/ignore", data=b"never read", content_type="text/plain")
+    assert content(response) == b"ignored"
+    read, ignored = events(sink)
+    assert read["request"]["body"] == "abcdefgh"
+    assert ignored["request"]["body"] == "never read"
+
+
+def test_streaming_and_file_responses_are_teed_not_consumed(sink: ListSink) -> None:
+    assert content(Client().get("/streaming")) == b"one,two"
+    assert content(Client().get("/file")) == b"file contents" * 3
+    streaming, file = events(sink)
+    assert streaming["response"]["body"] == "one,two"
+    assert file["response"]["transfer_encoding"] == "base64"
+
+
+def test_async_streaming_and_async_view_under_asgi(sink: ListSink) -> None:
+    async def main() -> tuple[bytes, Any]:
+        client = AsyncClient()
+        streamed = await client.get("/async-streaming")
+        chunks = [chunk async for chunk in streamed.streaming_content]
+        streamed.close()
+        view = await client.get("/async-view", headers={"X-Company": "acme"})
+        return b"".join(chunks), view.json()
+
+    data, body = asyncio.run(main())
+    assert data == b"async-one,async-two" and body == {"async": True}
+    streamed, view = events(sink)
+    assert streamed["response"]["body"] == "async-one,async-two"
+    assert view["response"]["body"] == {"async": True} and view["company_id"] == "acme"
+
+
+def test_authenticated_user_only_when_already_loaded(sink: ListSink, django_user_model: Any) -> None:
+    user = django_user_model.objects.create_user(username="ann", password="pw")
+    client = Client()
+    client.force_login(user)
+    assert client.get("/whoami").json() == {"authenticated": True}
+    assert content(client.get("/ignore")) == b"ignored"
+    whoami, ignored = events(sink)
+    assert whoami["user_id"] == str(user.pk)
+    # The view never touched request.user: apimon does not load it (no query on its behalf).
+    assert "user_id" not in ignored
+    # The session cookie identifies the session, hashed.
+    assert whoami["session_token"].startswith("sha256:") and ignored["session_token"] == whoami["session_token"]
+
+
+def test_route_template_from_the_resolver(sink: ListSink) -> None:
+    assert Client().get("/api/v1/items/7").json() == {"pk": 7}
+    [event] = events(sink)
+    assert event["metadata"]["apimon"]["route"] == "/api/v1/items/<int:pk>"
+
+
+def test_view_exception_is_a_500_event(sink: ListSink) -> None:
+    response = Client(raise_request_exception=False).get("/boom")
+    assert response.status_code == 500
+    [event] = events(sink)
+    assert event["response"]["status"] == 500
+
+
+def test_bad_settings_are_clear_errors(settings: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.APIMON = ["not", "a", "dict"]
+    with pytest.raises(ImproperlyConfigured, match="must be a dict"):
+        _options()
+    settings.APIMON = {"skip": "no.such.module.hook"}
+    with pytest.raises(ImproperlyConfigured, match="cannot import"):
+        _options()
+    settings.APIMON = {"sample_rate": 7}
+    with pytest.raises(ValueError, match="sample_rate"):
+        Config.from_options(_options())
