@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from typing import Any
 
 from apimon._guard import log_once, logger
@@ -18,7 +19,10 @@ from apimon.flusher import Flusher
 from apimon.pipeline import Pipeline
 from apimon.record import RawCall
 from apimon.sinks import Sink
+from apimon.sinks.moengage import MoEngageSink
+from apimon.sinks.moesif import MoesifSink
 from apimon.sinks.store import StoreSink
+from apimon.sinks.threaded import ThreadedSink
 from apimon.store import Store
 from apimon.views import RequestView, ResponseView
 
@@ -50,9 +54,13 @@ class Client:
         if config.debug:
             logger.setLevel(logging.DEBUG)
 
-    @staticmethod
-    def _build_sinks(config: Config) -> list[Sink]:
+    def _build_sinks(self, config: Config) -> list[Sink]:
         sinks: list[Sink] = []
+        # Remote sinks run on workers of their own: one slow destination never holds up another.
+        if config.moesif_enabled:
+            sinks.append(ThreadedSink(lambda stop: MoesifSink(config, stop), self.counters, config.max_queue))
+        if config.moengage_enabled:
+            sinks.append(ThreadedSink(lambda stop: MoEngageSink(config, stop), self.counters, config.max_queue))
         path = config.store_path
         if path is not None:
             sinks.append(StoreSink(Store(path, max_rows=config.store_max_rows, max_bytes=config.store_max_bytes)))
@@ -168,10 +176,19 @@ class Client:
         return self.flusher.put((kind, payload))
 
     def flush(self, timeout: float = 5.0) -> bool:
-        return self.flusher.flush(timeout)
+        """Everything queued so far was handed to its sinks, and the sinks with workers of their
+        own delivered it (or counted it), within ``timeout``."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        done = self.flusher.flush(timeout)
+        for sink in self.sinks:
+            done = sink.flush(max(0.0, deadline - time.monotonic())) and done
+        return done
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        done = self.flusher.shutdown(self.config.shutdown_timeout if timeout is None else timeout)
+        timeout = self.config.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + max(0.0, timeout)
+        done = self.flush(timeout)
+        self.flusher.shutdown(max(0.0, deadline - time.monotonic()))
         for sink in self.sinks:
             try:
                 sink.close()
@@ -181,7 +198,7 @@ class Client:
 
     def stats(self) -> dict[str, int]:
         values = self.counters.snapshot()
-        values["queued"] = self.flusher.pending
+        values["queued"] = self.flusher.pending + sum(sink.pending for sink in self.sinks)
         return values
 
     def __repr__(self) -> str:

@@ -59,6 +59,7 @@ class Config:
     moengage_bulk: bool = False
     moengage_events_per_minute: int = 30_000
     moengage_users_per_minute: int = 10_000
+    moengage_rate_window: float = 60.0
     store: str | None = None
     durable: bool = False
     enabled: bool = True
@@ -170,7 +171,11 @@ _POSITIVE_INTS = {
     "store_max_rows": (1, 1 << 40),
     "store_max_bytes": (1 << 16, 1 << 50),
 }
-_POSITIVE_FLOATS = {"flush_interval": (0.01, 3600.0), "shutdown_timeout": (0.0, 3600.0)}
+_POSITIVE_FLOATS = {
+    "flush_interval": (0.01, 3600.0),
+    "shutdown_timeout": (0.0, 3600.0),
+    "moengage_rate_window": (0.1, 3600.0),
+}
 
 
 def _coerce(name: str, raw: Any) -> Any:

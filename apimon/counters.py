@@ -18,6 +18,7 @@ NAMES: tuple[str, ...] = (
     "dropped_too_large",
     "dropped_by_mask",
     "dropped_no_user",
+    "dropped_by_sampling",
     "dropped_error",
     "hook_errors",
     "internal_errors",
@@ -30,6 +31,8 @@ LOSS_REASONS: tuple[str, ...] = (
     "dropped_queue_full",
     "dropped_too_large",
     "dropped_by_mask",
+    "dropped_by_sampling",
+    "dropped_no_user",
     "dropped_error",
 )
 

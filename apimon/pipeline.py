@@ -124,6 +124,8 @@ class Pipeline:
             status=raw.status or 500,
             user_id=user_id if isinstance(user_id, str) else None,
             company_id=company_id if isinstance(company_id, str) else None,
+            request_bytes=raw.req_body.size if raw.req_body is not None else 0,
+            response_bytes=raw.resp_body.size if raw.resp_body is not None else 0,
         )
 
     def _encode(self, event: dict[str, Any]) -> tuple[dict[str, Any], bytes] | None:

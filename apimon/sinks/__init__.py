@@ -27,6 +27,8 @@ class Item:
     status: int
     user_id: str | None
     company_id: str | None
+    request_bytes: int = 0
+    response_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -36,6 +38,8 @@ class Outcome:
     delivered: int = 0
     failed: int = 0
     retried: int = 0
+    sampled: int = 0  # left out by the destination's own sampling rules
+    no_user: int = 0  # MoEngage: calls without a user are not sent
 
 
 class Sink(abc.ABC):
@@ -51,6 +55,15 @@ class Sink(abc.ABC):
     def send_profiles(self, kind: str, payloads: Sequence[dict[str, Any]]) -> Outcome:
         """Deliver ``"user"`` or ``"company"`` updates; sinks that keep no profiles ignore them."""
         return Outcome()
+
+    @property
+    def pending(self) -> int:
+        """Events accepted but not yet delivered or counted (a sink with a worker of its own)."""
+        return 0
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until nothing is pending; True unless ``timeout`` ran out."""
+        return True
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called at shutdown."""

@@ -1,0 +1,193 @@
+"""The Moesif sink (CONTRACT 3.1): gzip JSON arrays to ``/v1/events/batch``, users and companies
+batches, and Moesif's dynamic sampling from ``/v1/config``."""
+
+from __future__ import annotations
+
+import gzip
+import random
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from apimon._guard import log_once
+from apimon.config import Config
+from apimon.event import iso_ms
+from apimon.sinks import Item, Outcome, Sink
+from apimon.transport import NetworkError, RetryPolicy, Transport, send_with_retries
+
+MAX_REQUEST_BYTES = 12 * 1024 * 1024  # the seed's limit for one batch, uncompressed
+CONFIG_REFRESH = 300.0
+GZIP_LEVEL = 6
+
+
+class Sampling:
+    """Moesif's dynamic sampling rules, as percentages from ``/v1/config``."""
+
+    def __init__(self) -> None:
+        self.rate = 100.0
+        self.users: dict[str, float] = {}
+        self.companies: dict[str, float] = {}
+
+    def update(self, config: dict[str, Any]) -> None:
+        rate = config.get("sample_rate", 100)
+        self.rate = float(rate) if isinstance(rate, int | float) else 100.0
+        users, companies = config.get("user_sample_rate"), config.get("company_sample_rate")
+        self.users = {str(k): float(v) for k, v in users.items()} if isinstance(users, dict) else {}
+        self.companies = {str(k): float(v) for k, v in companies.items()} if isinstance(companies, dict) else {}
+
+    def percent_for(self, user_id: str | None, company_id: str | None) -> float:
+        # Moesif's precedence: user, then company, then the app-wide rate.
+        if user_id is not None and user_id in self.users:
+            return self.users[user_id]
+        if company_id is not None and company_id in self.companies:
+            return self.companies[company_id]
+        return self.rate
+
+
+class MoesifSink(Sink):
+    """Delivers events, users and companies to Moesif. Runs on its own worker thread."""
+
+    name = "moesif"
+    counter = "sent"
+
+    def __init__(self, config: Config, stop: threading.Event) -> None:
+        assert config.moesif_application_id
+        self.config = config
+        self.stop = stop
+        self.transport = Transport(
+            config.moesif_base_url,
+            {
+                "X-Moesif-Application-Id": config.moesif_application_id,
+                "Content-Type": "application/json",
+            },
+        )
+        self.policy = RetryPolicy()
+        self.sampling = Sampling()
+        self._etag: str | None = None
+        self._config_due = 0.0  # fetched on the worker's first batch, never on the request path
+
+    # -- events -------------------------------------------------------------------------------
+
+    def send(self, batch: Sequence[Item]) -> Outcome:
+        self._maybe_refresh_config()
+        outcome = Outcome()
+        kept = self._sample(batch, outcome)
+        chunk: list[Item] = []
+        size = 2
+        for item in kept:
+            n = len(item.data) + 1
+            if chunk and (len(chunk) >= self.config.batch_size or size + n > MAX_REQUEST_BYTES):
+                self._post_events(chunk, outcome)
+                chunk, size = [], 2
+            chunk.append(item)
+            size += n
+        if chunk:
+            self._post_events(chunk, outcome)
+        return outcome
+
+    def _sample(self, batch: Sequence[Item], outcome: Outcome) -> list[Item]:
+        if self.sampling.rate >= 100 and not self.sampling.users and not self.sampling.companies:
+            return list(batch)
+        kept = []
+        for item in batch:
+            percent = self.sampling.percent_for(item.user_id, item.company_id)
+            if percent >= 100:
+                kept.append(item)
+            elif percent > 0 and random.random() * 100 < percent:
+                event = dict(item.event)
+                event["weight"] = max(1, int(event.get("weight", 1) * 100 // percent))
+                kept.append(Item(**{**_fields(item), "event": event, "data": orjson.dumps(event)}))
+            else:
+                outcome.sampled += 1
+        return kept
+
+    def _post_events(self, items: list[Item], outcome: Outcome) -> None:
+        # The events are already JSON: the batch is their concatenation, not a re-encoding.
+        body = b"[" + b",".join(i.data for i in items) + b"]"
+        result = send_with_retries(lambda: self._post("/v1/events/batch", body), self.policy, self.stop)
+        outcome.retried += result.retries
+        response = result.response
+        if response is not None and response.status < 300:
+            outcome.delivered += len(items)
+            etag = response.headers.get("x-moesif-config-etag")
+            if etag and etag != self._etag:
+                self._config_due = 0.0
+            return
+        if response is not None and response.status == 413 and len(items) > 1:
+            half = len(items) // 2
+            self._post_events(items[:half], outcome)
+            self._post_events(items[half:], outcome)
+            return
+        outcome.failed += len(items)
+        self._log_failure(
+            "events", response.status if response else None, result.error, response.body if response else b""
+        )
+
+    def _post(self, path: str, body: bytes) -> Any:
+        return self.transport.request(
+            "POST", path, gzip.compress(body, GZIP_LEVEL, mtime=0), {"Content-Encoding": "gzip"}
+        )
+
+    # -- users and companies ------------------------------------------------------------------
+
+    def send_profiles(self, kind: str, payloads: Sequence[dict[str, Any]]) -> Outcome:
+        path = "/v1/users/batch" if kind == "user" else "/v1/companies/batch"
+        items = []
+        for p in payloads:
+            item = {k: v for k, v in p.items() if v is not None}
+            if isinstance(item.get("modified_time"), int | float):
+                item["modified_time"] = iso_ms(item["modified_time"])
+            items.append(item)
+        result = send_with_retries(lambda: self._post(path, orjson.dumps(items)), self.policy, self.stop)
+        response = result.response
+        if response is not None and response.status < 300:
+            return Outcome(delivered=len(items), retried=result.retries)
+        self._log_failure(
+            f"{kind}s", response.status if response else None, result.error, response.body if response else b""
+        )
+        return Outcome(failed=len(items), retried=result.retries)
+
+    # -- dynamic sampling ---------------------------------------------------------------------
+
+    def _maybe_refresh_config(self) -> None:
+        now = time.monotonic()
+        if now < self._config_due:
+            return
+        self._config_due = now + CONFIG_REFRESH
+        try:
+            response = self.transport.request("GET", "/v1/config")
+        except NetworkError:
+            return  # keep the current rules (the local sample_rate already applied at capture)
+        if response.status != 200:
+            return
+        try:
+            config = orjson.loads(response.body)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(config, dict):
+            self.sampling.update(config)
+            self._etag = response.headers.get("x-moesif-config-etag")
+
+    # -- shared -------------------------------------------------------------------------------
+
+    def _log_failure(self, what: str, status: int | None, error: str | None, body: bytes) -> None:
+        if status == 401:
+            detail = "Moesif rejected the application id (401)"
+        elif status is None:
+            detail = f"Moesif could not be reached ({error})"
+        else:
+            detail = f"Moesif answered {status}: {body[:200].decode('utf-8', 'replace')}"
+        log_once(f"moesif-{what}-{status}", "apimon: %s; %s not delivered and counted as failed", detail, what)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def after_fork(self) -> None:
+        self.transport.after_fork()
+
+
+def _fields(item: Item) -> dict[str, Any]:
+    return {name: getattr(item, name) for name in Item.__dataclass_fields__}

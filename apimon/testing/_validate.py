@@ -1,0 +1,102 @@
+"""Strict checks of request bodies against the seed documents; a failure names the field."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:?\d\d)?$")
+MOE_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+class Invalid(ValueError):
+    """The request does not follow the vendor's contract."""
+
+
+def need(cond: bool, message: str) -> None:
+    if not cond:
+        raise Invalid(message)
+
+
+def string(obj: dict[str, Any], key: str, where: str, required: bool = True) -> None:
+    if key not in obj:
+        need(not required, f"{where}.{key} is required")
+        return
+    need(isinstance(obj[key], str), f"{where}.{key} must be a string")
+    need(obj[key] != "", f"{where}.{key} must not be an empty string (leave it out)")
+
+
+def iso_time(obj: dict[str, Any], key: str, where: str, required: bool = True) -> None:
+    string(obj, key, where, required)
+    if key in obj:
+        need(bool(ISO_MS.match(obj[key])), f"{where}.{key} is not ISO 8601: {obj[key]!r}")
+
+
+def header_map(value: Any, where: str) -> None:
+    need(isinstance(value, dict), f"{where} must be a map")
+    for k, v in value.items():
+        need(isinstance(k, str) and isinstance(v, str), f"{where} must map strings to strings ({k!r})")
+
+
+def body(section: dict[str, Any], where: str) -> None:
+    if "transfer_encoding" in section:
+        need(section["transfer_encoding"] == "base64", f"{where}.transfer_encoding can only be base64")
+        need(isinstance(section.get("body"), str), f"{where}.body must be a base64 string")
+        try:
+            base64.b64decode(section["body"], validate=True)
+        except binascii.Error:
+            raise Invalid(f"{where}.body is not valid base64") from None
+    if "body" in section:
+        need(section["body"] != "", f"{where}.body must not be an empty string (leave it out)")
+
+
+def moesif_event(event: Any, i: int) -> None:
+    where = f"events[{i}]"
+    need(isinstance(event, dict), f"{where} must be an object")
+    request = event.get("request")
+    need(isinstance(request, dict), f"{where}.request is required")
+    iso_time(request, "time", f"{where}.request")
+    string(request, "uri", f"{where}.request")
+    need(request["uri"].startswith(("http://", "https://")), f"{where}.request.uri must be a full URI")
+    string(request, "verb", f"{where}.request")
+    need(request["verb"] == request["verb"].upper(), f"{where}.request.verb must be upper case")
+    string(request, "api_version", f"{where}.request", required=False)
+    string(request, "ip_address", f"{where}.request", required=False)
+    header_map(request.get("headers"), f"{where}.request.headers")
+    body(request, f"{where}.request")
+    response = event.get("response")
+    if response is not None:
+        need(isinstance(response, dict), f"{where}.response must be an object")
+        iso_time(response, "time", f"{where}.response")
+        need(isinstance(response.get("status"), int), f"{where}.response.status must be a number")
+        header_map(response.get("headers"), f"{where}.response.headers")
+        body(response, f"{where}.response")
+    for key in ("user_id", "company_id", "session_token", "transaction_id", "direction"):
+        string(event, key, where, required=False)
+    if "transaction_id" in event:
+        need(len(event["transaction_id"]) == 36, f"{where}.transaction_id must be a 36-char UUID")
+    if "metadata" in event:
+        need(isinstance(event["metadata"], dict), f"{where}.metadata must be an object")
+    if "weight" in event:
+        need(isinstance(event["weight"], int) and event["weight"] >= 1, f"{where}.weight must be a positive integer")
+
+
+def moesif_profile(item: Any, i: int, key: str) -> None:
+    where = f"{key.split('_')[0]}s[{i}]"
+    need(isinstance(item, dict), f"{where} must be an object")
+    string(item, key, where)
+    iso_time(item, "modified_time", where, required=False)
+    if "metadata" in item:
+        need(isinstance(item["metadata"], dict), f"{where}.metadata must be an object")
+
+
+def moengage_attributes(attrs: Any, where: str, max_count: int = 100) -> None:
+    need(isinstance(attrs, dict), f"{where} must be an object")
+    need(len(attrs) <= max_count, f"{where} has {len(attrs)} attributes (at most {max_count})")
+    for k, v in attrs.items():
+        need(isinstance(k, str) and not k.startswith("moe_"), f"{where}: {k!r} uses the reserved moe_ prefix")
+        need(isinstance(v, str | int | float | bool), f"{where}.{k} must be a string, number or boolean")
+        if isinstance(v, str):
+            need(len(v) <= 512, f"{where}.{k} is longer than 512 characters")
