@@ -23,7 +23,7 @@ from apimon.sinks.moengage import MoEngageSink
 from apimon.sinks.moesif import MoesifSink
 from apimon.sinks.store import StoreSink
 from apimon.sinks.threaded import ThreadedSink
-from apimon.store import Store
+from apimon.store import SHIPPED_MOENGAGE, SHIPPED_MOESIF, Store
 from apimon.views import RequestView, ResponseView
 
 _FINISH_HOOKS = ("identify_user", "identify_company", "get_session_token", "get_metadata")
@@ -63,7 +63,10 @@ class Client:
             sinks.append(ThreadedSink(lambda stop: MoEngageSink(config, stop), self.counters, config.max_queue))
         path = config.store_path
         if path is not None:
-            sinks.append(StoreSink(Store(path, max_rows=config.store_max_rows, max_bytes=config.store_max_bytes)))
+            live = SHIPPED_MOESIF if config.moesif_enabled else 0
+            live |= SHIPPED_MOENGAGE if config.moengage_enabled else 0
+            store = Store(path, max_rows=config.store_max_rows, max_bytes=config.store_max_bytes)
+            sinks.append(StoreSink(store, shipped=live))
             if config.store_is_default:
                 logger.warning(
                     "apimon: no Moesif or MoEngage credentials; calls go to the SQLite store %s"

@@ -60,6 +60,7 @@ class Config:
     moengage_events_per_minute: int = 30_000
     moengage_users_per_minute: int = 10_000
     moengage_rate_window: float = 60.0
+    retry_deadline: float = 120.0
     store: str | None = None
     durable: bool = False
     enabled: bool = True
@@ -175,6 +176,7 @@ _POSITIVE_FLOATS = {
     "flush_interval": (0.01, 3600.0),
     "shutdown_timeout": (0.0, 3600.0),
     "moengage_rate_window": (0.1, 3600.0),
+    "retry_deadline": (0.0, 86400.0),
 }
 
 

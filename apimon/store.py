@@ -44,7 +44,10 @@ CREATE INDEX IF NOT EXISTS calls_user ON calls (user_id);
 CREATE INDEX IF NOT EXISTS calls_company ON calls (company_id);
 """
 
-_COLUMNS = "id, transaction_id, ts, verb, path, route, status, duration_ms, user_id, company_id, size, event"
+SHIPPED_MOESIF = 1
+SHIPPED_MOENGAGE = 2
+
+_COLUMNS = "id, shipped, transaction_id, ts, verb, path, route, status, duration_ms, user_id, company_id, size, event"
 _BYTES_CHECK_EVERY = 64
 
 
@@ -63,6 +66,7 @@ class StoredCall:
     company_id: str | None
     event_json: bytes
     id: int | None = None
+    shipped: int = 0  # bit per destination that acknowledged the call (SHIPPED_MOESIF, SHIPPED_MOENGAGE)
 
     def event(self) -> dict[str, Any]:
         value: dict[str, Any] = orjson.loads(self.event_json)
@@ -139,6 +143,7 @@ class Store:
                 c.user_id,
                 c.company_id,
                 len(c.event_json),
+                c.shipped,
                 c.event_json,
             )
             for c in calls
@@ -150,7 +155,7 @@ class Store:
                 try:
                     conn.executemany(
                         "INSERT INTO calls (transaction_id, ts, verb, path, route, status, duration_ms, user_id,"
-                        " company_id, size, event) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        " company_id, size, shipped, event) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                         rows,
                     )
                     self._prune(conn)
@@ -201,6 +206,7 @@ class Store:
             user_id=row["user_id"],
             company_id=row["company_id"],
             event_json=bytes(row["event"]),
+            shipped=row["shipped"],
         )
 
     def recent(
@@ -232,6 +238,30 @@ class Store:
             # rare, interactive one over a bounded table.
             rows = self._query(f"SELECT {_COLUMNS} FROM calls WHERE transaction_id = ? LIMIT 1", [key])
         return self._row(rows[0]) if rows else None
+
+    def unshipped(self, bit: int, after_id: int = 0, limit: int = 500) -> list[StoredCall]:
+        """Calls the destination ``bit`` has not acknowledged, oldest first, after ``after_id``."""
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM calls WHERE id > ? AND (shipped & ?) = 0 ORDER BY id LIMIT ?",
+            [after_id, bit, limit],
+        )
+        return [self._row(r) for r in rows]
+
+    def count_unshipped(self, bit: int) -> int:
+        return int(self._query("SELECT COUNT(*) AS n FROM calls WHERE (shipped & ?) = 0", [bit])[0]["n"])
+
+    def mark_shipped(self, ids: Sequence[int], bit: int) -> None:
+        """Record that destination ``bit`` acknowledged the calls ``ids`` (one transaction)."""
+        if not ids:
+            return
+        with self._lock:
+            try:
+                conn = self._connect()
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("UPDATE calls SET shipped = shipped | ? WHERE id = ?", [(bit, i) for i in ids])
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write apimon store {self.path}: {exc}") from exc
 
     def count(self) -> int:
         return int(self._query("SELECT COUNT(*) AS n FROM calls")[0]["n"])

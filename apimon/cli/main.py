@@ -53,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     with_store(stats)
     stats.add_argument("--json", action="store_true")
 
+    ship = sub.add_parser("ship", help="send stored calls not yet shipped to Moesif and/or MoEngage")
+    with_store(ship)
+    for flag in (
+        "moesif-application-id",
+        "moesif-base-url",
+        "moengage-workspace-id",
+        "moengage-api-key",
+        "moengage-data-center",
+        "moengage-base-url",
+    ):
+        ship.add_argument(f"--{flag}", help="default: $APIMON_" + flag.upper().replace("-", "_"))
+    ship.add_argument("--batch-size", type=_positive, default=100)
+
     demo = sub.add_parser("demo", help="run the sample app with apimon on a loopback server and show the capture")
     demo.add_argument("--requests", type=_positive, default=60, help="requests to drive (default: %(default)s)")
     demo.add_argument("--keep", metavar="DIR", help="keep the demo store in DIR instead of a temporary folder")
@@ -68,6 +81,23 @@ def run(argv: list[str] | None = None) -> int:
             from apimon.cli.demo import run_demo
 
             return run_demo(requests=args.requests, keep=args.keep)
+        if args.command == "ship":
+            from apimon.cli.ship import ship
+
+            names = (
+                "moesif_application_id",
+                "moesif_base_url",
+                "moengage_workspace_id",
+                "moengage_api_key",
+                "moengage_data_center",
+                "moengage_base_url",
+            )
+            options = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+            try:
+                return ship(args.store, {**options, "batch_size": args.batch_size, "store": args.store})
+            except ValueError as exc:
+                print(str(exc), file=sys.stderr)
+                return 2
         store = Store(args.store, readonly=True)
         if args.command == "calls":
             rows = store.recent(limit=args.last, status_class=args.status, path_glob=args.path, user_id=args.user)

@@ -159,7 +159,7 @@ class MoEngageSink(Sink):
             },
         )
         # The seed: "retry every 2 seconds for a maximum of 5 times".
-        self.policy = RetryPolicy(attempts=5, fixed=2.0, deadline=60.0)
+        self.policy = RetryPolicy(attempts=5, fixed=2.0, deadline=min(60.0, config.retry_deadline))
         window = config.moengage_rate_window
         self.events_pacer = Pacer(config.moengage_events_per_minute, window, stop)
         self.users_pacer = Pacer(config.moengage_users_per_minute, window, stop)

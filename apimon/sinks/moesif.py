@@ -64,7 +64,7 @@ class MoesifSink(Sink):
                 "Content-Type": "application/json",
             },
         )
-        self.policy = RetryPolicy()
+        self.policy = RetryPolicy(deadline=config.retry_deadline)
         self.sampling = Sampling()
         self._etag: str | None = None
         self._config_due = 0.0  # fetched on the worker's first batch, never on the request path

@@ -125,6 +125,12 @@ def create_app() -> Flask:
     def login() -> Any:
         return _json({"token": "not-a-real-token", "ok": True})
 
+    @app.get("/_apimon/stats")
+    def apimon_stats() -> Any:
+        import apimon
+
+        return _json(apimon.stats())
+
     @app.get("/boom")
     def boom() -> Any:
         raise RuntimeError("the sample app raised on purpose")
@@ -136,4 +142,11 @@ app = create_app()
 if os.environ.get("APIMON_SAMPLE_BARE") != "1":
     from apimon.integrations.wsgi import ApimonMiddleware
 
-    app.wsgi_app = ApimonMiddleware(app.wsgi_app, flush_interval=0.2)  # type: ignore[method-assign]
+    # Tests and benchmarks pass extra options as JSON (e.g. a retry deadline).
+    options = {
+        "flush_interval": 0.2,
+        # The stats endpoint is for the tests and benchmarks that watch apimon: not an API call.
+        "skip": lambda request: request.path.startswith("/_apimon/"),
+        **orjson.loads(os.environ.get("APIMON_SAMPLE_OPTIONS", "{}")),
+    }
+    app.wsgi_app = ApimonMiddleware(app.wsgi_app, **options)  # type: ignore[method-assign]

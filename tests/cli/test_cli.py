@@ -111,3 +111,41 @@ def test_demo_runs_end_to_end() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "37 of 37 calls captured" in out.stdout
     assert "user-42" in out.stdout and "/boom" in out.stdout
+
+
+def test_ship_sends_unshipped_calls_once(db: str) -> None:
+    from apimon.testing import FakeMoEngage, FakeMoesif
+
+    with FakeMoesif() as moesif, FakeMoEngage() as moe:
+        env_key = {"APIMON_MOENGAGE_API_KEY": moe.api_key}
+        args = [
+            "ship",
+            "--store",
+            db,
+            "--moesif-application-id",
+            moesif.application_id,
+            "--moesif-base-url",
+            moesif.url,
+            "--moengage-workspace-id",
+            moe.workspace_id,
+            "--moengage-base-url",
+            moe.url,
+        ]
+        out = subprocess.run(
+            [APIMON, *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env_key, "COLUMNS": "160"}
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "Moesif: 5 delivered, 0 failed of 5 unshipped calls" in out.stdout
+        # Three of the five stored calls have a user; MoEngage takes only those.
+        assert "MoEngage: 3 delivered, 0 failed of 5 unshipped calls" in out.stdout
+        assert len(moesif.events) == 5 and moesif.rejections == [] and len(moe.events) == 3
+        again = subprocess.run(
+            [APIMON, *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env_key, "COLUMNS": "160"}
+        )
+        assert "Moesif: 0 delivered, 0 failed of 0 unshipped calls" in again.stdout
+        assert len(moesif.events) == 5
+
+
+def test_ship_without_destination_is_a_clear_error(db: str) -> None:
+    out = run("ship", "--store", db)
+    assert out.returncode == 2 and "no destination configured" in out.stdout
