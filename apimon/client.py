@@ -7,15 +7,19 @@ ended (user hooks, then a non-blocking enqueue), and nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from apimon._guard import log_once, logger
 from apimon.config import Config
 from apimon.counters import Counters
 from apimon.flusher import Flusher
+from apimon.outbox import OutboxShipper
 from apimon.pipeline import Pipeline
 from apimon.record import RawCall
 from apimon.sinks import Sink
@@ -35,9 +39,14 @@ class Client:
     def __init__(self, config: Config, sinks: list[Sink] | None = None) -> None:
         self.config = config
         self.counters = Counters()
+        self.shippers: list[OutboxShipper] = []
         # ``sinks`` replaces the configured ones (custom destinations, tests).
         self.sinks: list[Sink] = self._build_sinks(config) if sinks is None else list(sinks)
         self.pipeline = Pipeline(config, self.counters, self.sinks)
+        for shipper in self.shippers:
+            self.pipeline.after_batch.append(shipper.poke)
+            # Ship what an earlier run left in the outbox now, not at the first new call.
+            shipper.start()
         self.flusher = Flusher(
             self.pipeline.handle,
             max_queue=config.max_queue,
@@ -55,6 +64,8 @@ class Client:
             logger.setLevel(logging.DEBUG)
 
     def _build_sinks(self, config: Config) -> list[Sink]:
+        if config.durable and config.remote_enabled:
+            return self._build_outbox(config)
         sinks: list[Sink] = []
         # Remote sinks run on workers of their own: one slow destination never holds up another.
         if config.moesif_enabled:
@@ -81,10 +92,47 @@ class Client:
             )
         return sinks
 
+    def _build_outbox(self, config: Config) -> list[Sink]:
+        """Durable: the store is the only sink the flusher feeds; each destination ships from it."""
+        path = config.store_path
+        assert path is not None
+        # Failures are kept in the outbox for later, so one batch never retries for long.
+        shipping = dataclasses.replace(config, retry_deadline=min(config.retry_deadline, 10.0))
+        remotes: list[tuple[int, Callable[[threading.Event], Sink]]] = []
+        if config.moesif_enabled:
+            remotes.append((SHIPPED_MOESIF, lambda stop: MoesifSink(shipping, stop)))
+        if config.moengage_enabled:
+            remotes.append((SHIPPED_MOENGAGE, lambda stop: MoEngageSink(shipping, stop)))
+        bits = 0
+        for bit, make in remotes:
+            stop = threading.Event()
+            self.shippers.append(
+                OutboxShipper(path, bit, make(stop), self.counters, config.flush_interval, config.batch_size, stop)
+            )
+            bits |= bit
+        store = Store(
+            path,
+            max_rows=config.store_max_rows,
+            max_bytes=config.store_max_bytes,
+            keep_bits=bits,
+            outbox_max_bytes=config.outbox_max_bytes,
+        )
+        return [StoreSink(store)]
+
+    def drain_outbox(self, timeout: float = 10.0) -> bool:
+        """Durable mode: wait until this process has shipped everything it can (tests, shutdown)."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        done = self.flush(timeout)
+        for shipper in self.shippers:
+            done = shipper.drain(max(0.0, deadline - time.monotonic())) and done
+        return done
+
     def _after_fork(self) -> None:
         self.counters.reset_after_fork()
         for sink in self.sinks:
             sink.after_fork()
+        for shipper in self.shippers:
+            shipper.after_fork()
 
     # -- request path -------------------------------------------------------------------------
 
@@ -192,6 +240,10 @@ class Client:
         deadline = time.monotonic() + max(0.0, timeout)
         done = self.flush(timeout)
         self.flusher.shutdown(max(0.0, deadline - time.monotonic()))
+        for shipper in self.shippers:
+            # Durable: what is not shipped in time stays in the outbox for the next start.
+            shipper.drain(max(0.0, deadline - time.monotonic()))
+            shipper.close()
         for sink in self.sinks:
             try:
                 sink.close()

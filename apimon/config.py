@@ -83,6 +83,7 @@ class Config:
     shutdown_timeout: float = 2.0
     store_max_rows: int = 50_000
     store_max_bytes: int = 256 * 1024 * 1024
+    outbox_max_bytes: int = 1024**3
     debug: bool = False
 
     @property
@@ -171,6 +172,7 @@ _POSITIVE_INTS = {
     "moengage_users_per_minute": (1, 10_000_000),
     "store_max_rows": (1, 1 << 40),
     "store_max_bytes": (1 << 16, 1 << 50),
+    "outbox_max_bytes": (1 << 16, 1 << 50),
 }
 _POSITIVE_FLOATS = {
     "flush_interval": (0.01, 3600.0),

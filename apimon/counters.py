@@ -19,6 +19,7 @@ NAMES: tuple[str, ...] = (
     "dropped_by_mask",
     "dropped_no_user",
     "dropped_by_sampling",
+    "dropped_outbox_full",
     "dropped_error",
     "hook_errors",
     "internal_errors",
@@ -33,6 +34,7 @@ LOSS_REASONS: tuple[str, ...] = (
     "dropped_by_mask",
     "dropped_by_sampling",
     "dropped_no_user",
+    "dropped_outbox_full",
     "dropped_error",
 )
 

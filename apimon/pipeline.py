@@ -7,7 +7,7 @@ Every event that enters :meth:`Pipeline.handle` ends in exactly one counter per 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -30,6 +30,8 @@ class Pipeline:
         self.config = config
         self.counters = counters
         self.sinks = list(sinks)
+        # Called after each batch reached the sinks (the durable outbox wakes its shippers).
+        self.after_batch: list[Callable[[], None]] = []
 
     def handle(self, batch: list[Any]) -> None:
         items: list[Item] = []
@@ -66,6 +68,10 @@ class Pipeline:
                     self.counters.incr("failed", outcome.failed)
                 if outcome.retried:
                     self.counters.incr("retried", outcome.retried)
+                if outcome.evicted:
+                    self.counters.incr("dropped_outbox_full", outcome.evicted)
+        for callback in self.after_batch:
+            callback()
         if self.config.debug:
             logger.debug("apimon: handled %d events for %d sinks", len(items), len(self.sinks))
 

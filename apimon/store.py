@@ -9,10 +9,11 @@ Writers (the flusher's store sink) and readers (the CLI) share this class. Usage
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,16 +82,27 @@ class Store:
     """A SQLite file in WAL mode, safe for one writer thread per process and many reader processes."""
 
     def __init__(
-        self, path: str, max_rows: int = 50_000, max_bytes: int = 256 * 1024 * 1024, readonly: bool = False
+        self,
+        path: str,
+        max_rows: int = 50_000,
+        max_bytes: int = 256 * 1024 * 1024,
+        readonly: bool = False,
+        keep_bits: int = 0,
+        outbox_max_bytes: int = 1024**3,
     ) -> None:
         self.path = path
         self.max_rows = max_rows
         self.max_bytes = max_bytes
+        # Durable mode: rows not yet acknowledged by all of these destinations are an outbox,
+        # bounded by outbox_max_bytes instead of max_rows/max_bytes.
+        self.keep_bits = keep_bits
+        self.outbox_max_bytes = outbox_max_bytes
         self.readonly = readonly
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._batches = 0
+        self._size_estimate: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
         pid = os.getpid()
@@ -127,10 +139,11 @@ class Store:
                 self._conn.close()
             self._conn = None
 
-    def insert(self, calls: Sequence[StoredCall]) -> None:
-        """Write ``calls`` in one transaction, then prune past the retention bounds."""
+    def insert(self, calls: Sequence[StoredCall]) -> int:
+        """Write ``calls`` in one transaction, then prune past the retention bounds; returns how
+        many undelivered outbox rows the bounds forced out (0 unless ``keep_bits`` is set)."""
         if not calls:
-            return
+            return 0
         rows = [
             (
                 c.transaction_id,
@@ -148,17 +161,25 @@ class Store:
             )
             for c in calls
         ]
+        if self._size_estimate is not None:
+            self._size_estimate += sum(len(c.event_json) for c in calls)
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO calls (transaction_id, ts, verb, path, route, status, duration_ms, user_id,"
+                " company_id, size, shipped, event) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            return self._prune(conn)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``: writers in other processes wait their turn)."""
         with self._lock:
             try:
                 conn = self._connect()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany(
-                        "INSERT INTO calls (transaction_id, ts, verb, path, route, status, duration_ms, user_id,"
-                        " company_id, size, shipped, event) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                        rows,
-                    )
-                    self._prune(conn)
+                    yield conn
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -166,19 +187,40 @@ class Store:
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot write apimon store {self.path}: {exc}") from exc
 
-    def _prune(self, conn: sqlite3.Connection) -> None:
+    def _prune(self, conn: sqlite3.Connection) -> int:
+        """Apply the retention bounds; returns how many undelivered outbox rows had to go."""
+        keep = self.keep_bits
         # Ids only grow and only the oldest rows are deleted, so the newest max_rows rows are
-        # exactly those with id > max(id) - max_rows: no COUNT(*) scan needed.
-        conn.execute("DELETE FROM calls WHERE id <= (SELECT MAX(id) FROM calls) - ?", (self.max_rows,))
+        # exactly those with id > max(id) - max_rows: no COUNT(*) scan needed. As an outbox, a
+        # row is kept until every destination in keep_bits has acknowledged it.
+        conn.execute(
+            "DELETE FROM calls WHERE id <= (SELECT MAX(id) FROM calls) - ? AND (shipped & ?) = ?",
+            (self.max_rows, keep, keep),
+        )
         self._batches += 1
-        if self._batches % _BYTES_CHECK_EVERY != 1:
-            return
+        bound = self.outbox_max_bytes if keep else self.max_bytes
+        # A running estimate (resynchronised every few batches, since other processes write too)
+        # saves a SUM over the whole table on every batch.
+        if self._size_estimate is not None and self._batches % _BYTES_CHECK_EVERY and self._size_estimate <= bound:
+            return 0
         total = conn.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM calls").fetchone()
         size, count = int(total[0]), int(total[1])
-        if size > self.max_bytes and count:
-            # Drop the oldest share of rows that brings the total back under 90% of the bound.
-            excess = int(count * (1 - 0.9 * self.max_bytes / size)) + 1
-            conn.execute("DELETE FROM calls WHERE id IN (SELECT id FROM calls ORDER BY id LIMIT ?)", (excess,))
+        self._size_estimate = size
+        if size <= bound or not count:
+            return 0
+        # Drop the oldest share of rows that brings the total back under 90% of the bound.
+        excess = int(count * (1 - 0.9 * bound / size)) + 1
+        oldest = "SELECT id FROM calls ORDER BY id LIMIT ?"
+        evicted = 0
+        if keep:
+            evicted = int(
+                conn.execute(
+                    f"SELECT COUNT(*) FROM calls WHERE id IN ({oldest}) AND (shipped & ?) != ?", (excess, keep, keep)
+                ).fetchone()[0]
+            )
+        conn.execute(f"DELETE FROM calls WHERE id IN ({oldest})", (excess,))
+        self._size_estimate = None
+        return evicted
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -254,14 +296,8 @@ class Store:
         """Record that destination ``bit`` acknowledged the calls ``ids`` (one transaction)."""
         if not ids:
             return
-        with self._lock:
-            try:
-                conn = self._connect()
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany("UPDATE calls SET shipped = shipped | ? WHERE id = ?", [(bit, i) for i in ids])
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot write apimon store {self.path}: {exc}") from exc
+        with self.transaction() as conn:
+            conn.executemany("UPDATE calls SET shipped = shipped | ? WHERE id = ?", [(bit, i) for i in ids])
 
     def count(self) -> int:
         return int(self._query("SELECT COUNT(*) AS n FROM calls")[0]["n"])

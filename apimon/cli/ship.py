@@ -9,27 +9,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from apimon.config import Config
-from apimon.sinks import Item, Sink
+from apimon.outbox import Lease, item_from_stored
+from apimon.sinks import Sink
 from apimon.sinks.moengage import MoEngageSink
 from apimon.sinks.moesif import MoesifSink
-from apimon.store import SHIPPED_MOENGAGE, SHIPPED_MOESIF, Store, StoredCall
-
-
-def _item(call: StoredCall) -> Item:
-    event = call.event()
-    return Item(
-        event=event,
-        data=call.event_json,
-        transaction_id=call.transaction_id,
-        ts=call.ts,
-        duration_ms=call.duration_ms,
-        verb=call.verb,
-        path=call.path,
-        route=call.route,
-        status=call.status,
-        user_id=call.user_id,
-        company_id=call.company_id,
-    )
+from apimon.store import SHIPPED_MOENGAGE, SHIPPED_MOESIF, Store
 
 
 def ship(store_path: str, options: dict[str, Any], console: Console | None = None) -> int:
@@ -54,6 +38,10 @@ def ship(store_path: str, options: dict[str, Any], console: Console | None = Non
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
         for label, bit, sink in targets:
+            lease = Lease(store, bit)
+            if not lease.acquire():
+                progress.console.print(f"{label}: a running process is shipping this outbox; skipped")
+                continue
             total = store.count_unshipped(bit)
             task = progress.add_task(f"to {label}", total=total)
             after = 0
@@ -63,7 +51,7 @@ def ship(store_path: str, options: dict[str, Any], console: Console | None = Non
                 if not calls:
                     break
                 after = calls[-1].id or after
-                outcome = sink.send([_item(c) for c in calls])
+                outcome = sink.send([item_from_stored(c) for c in calls])
                 # All or nothing per batch: a partly failed batch is sent again next time (Moesif
                 # deduplicates by transaction_id), never marked as acknowledged.
                 if outcome.failed == 0:
@@ -71,6 +59,7 @@ def ship(store_path: str, options: dict[str, Any], console: Console | None = Non
                 delivered += outcome.delivered
                 failed += outcome.failed
                 progress.advance(task, len(calls))
+            lease.release()
             failed_total += failed
             progress.console.print(f"{label}: {delivered} delivered, {failed} failed of {total} unshipped calls")
         for _, _, sink in targets:

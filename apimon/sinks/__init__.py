@@ -40,6 +40,7 @@ class Outcome:
     retried: int = 0
     sampled: int = 0  # left out by the destination's own sampling rules
     no_user: int = 0  # MoEngage: calls without a user are not sent
+    evicted: int = 0  # durable outbox: undelivered calls dropped past its size bound
 
 
 class Sink(abc.ABC):

@@ -39,11 +39,16 @@ class StoreSink(Sink):
             for i in batch
         ]
         try:
-            self.store.insert(calls)
+            evicted = self.store.insert(calls)
         except StoreError as exc:
             log_once("store-write", "apimon: %s; calls are being dropped and counted as failed", exc)
             return Outcome(failed=len(batch))
-        return Outcome(delivered=len(batch))
+        if evicted:
+            log_once(
+                "outbox-full",
+                "apimon: the outbox is over its size bound; the oldest undelivered calls were dropped and counted",
+            )
+        return Outcome(delivered=len(batch), evicted=evicted)
 
     def close(self) -> None:
         self.store.close()

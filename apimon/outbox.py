@@ -1,0 +1,184 @@
+"""The durable outbox (``durable=True``, CONTRACT 4): remote destinations ship from the store.
+
+Every captured call is committed to SQLite first (by the store sink); an :class:`OutboxShipper`
+per destination sends what that destination has not acknowledged, oldest first, and marks it.
+Processes sharing one store file take turns through a lease row per destination, so two
+processes never send the same call at once; a process that dies loses its lease after
+``LEASE_SECONDS`` and another takes over. Delivery is at-least-once: a crash between a send and
+its acknowledgement repeats the call with the same ``transaction_id``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+
+from apimon._guard import log_once
+from apimon.counters import Counters
+from apimon.sinks import Item, Sink
+from apimon.store import Store, StoredCall, StoreError
+
+LEASE_SECONDS = 30.0
+MAX_BACKOFF = 30.0
+
+LEASES = "CREATE TABLE IF NOT EXISTS leases (bit INTEGER PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL)"
+
+
+def item_from_stored(call: StoredCall) -> Item:
+    """A stored call as the sinks take it: its JSON exactly as first encoded, not re-encoded."""
+    return Item(
+        event=call.event(),
+        data=call.event_json,
+        transaction_id=call.transaction_id,
+        ts=call.ts,
+        duration_ms=call.duration_ms,
+        verb=call.verb,
+        path=call.path,
+        route=call.route,
+        status=call.status,
+        user_id=call.user_id,
+        company_id=call.company_id,
+    )
+
+
+class Lease:
+    """Who ships destination ``bit`` from this store file right now (one row in ``leases``)."""
+
+    def __init__(self, store: Store, bit: int) -> None:
+        self.store = store
+        self.bit = bit
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+    def acquire(self) -> bool:
+        """Take or renew the lease; False while another live owner holds it."""
+        now = time.time()
+        with self.store.transaction() as conn:
+            conn.execute(LEASES)
+            row = conn.execute("SELECT owner, until FROM leases WHERE bit = ?", (self.bit,)).fetchone()
+            if row is not None and row[0] != self.owner and row[1] > now:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO leases (bit, owner, until) VALUES (?, ?, ?)",
+                (self.bit, self.owner, now + LEASE_SECONDS),
+            )
+            return True
+
+    def release(self) -> None:
+        try:
+            with self.store.transaction() as conn:
+                conn.execute(LEASES)
+                conn.execute("DELETE FROM leases WHERE bit = ? AND owner = ?", (self.bit, self.owner))
+        except StoreError:
+            pass
+
+
+class OutboxShipper:
+    """Ships one destination's share of the outbox from a worker thread of its own."""
+
+    def __init__(
+        self,
+        store_path: str,
+        bit: int,
+        sink: Sink,
+        counters: Counters,
+        interval: float,
+        batch_size: int,
+        stop: threading.Event,
+    ) -> None:
+        self.store_path = store_path
+        self.bit = bit
+        self.sink = sink
+        self.counters = counters
+        self.interval = interval
+        self.batch_size = batch_size
+        self.stop = stop  # the sink's own stop event: setting it also interrupts the sink's waits
+        self._reset()
+
+    def _reset(self) -> None:
+        self.store = Store(self.store_path)
+        self.lease = Lease(self.store, self.bit)
+        self.wake = threading.Event()
+        self.idle = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def start(self) -> None:
+        if self._pid != os.getpid():
+            self.after_fork()
+        if self._thread is None and not self.stop.is_set():
+            self._thread = threading.Thread(target=self._run, name=f"apimon-outbox-{self.sink.name}", daemon=True)
+            self._thread.start()
+
+    def poke(self) -> None:
+        """New calls were committed: look now rather than at the next interval."""
+        self.start()
+        self.wake.set()
+
+    def _run(self) -> None:
+        backoff = self.interval
+        while not self.stop.is_set():
+            try:
+                delay = self._once()
+            except StoreError as exc:
+                log_once(f"outbox-{self.sink.name}", "apimon: the outbox cannot be read: %s", exc)
+                delay = MAX_BACKOFF
+            except Exception:
+                self.counters.incr("internal_errors")
+                log_once(f"outbox-{self.sink.name}-bug", "apimon: shipping the outbox failed", exc_info=True)
+                delay = MAX_BACKOFF
+            if delay is None:
+                backoff = self.interval
+                continue  # more to send: go on at once
+            if delay > self.interval:
+                backoff = min(MAX_BACKOFF, max(backoff * 2, delay))
+                delay = backoff
+            self.wake.wait(delay)
+            self.wake.clear()
+        self.lease.release()
+
+    def _once(self) -> float | None:
+        """Ship one batch; None when there may be more, else how long to wait."""
+        if not self.lease.acquire():
+            self.idle.set()  # another process ships this outbox
+            return LEASE_SECONDS / 3
+        calls = self.store.unshipped(self.bit, limit=self.batch_size)
+        if not calls:
+            self.idle.set()
+            return self.interval
+        self.idle.clear()
+        outcome = self.sink.send([item_from_stored(c) for c in calls])
+        if outcome.failed:
+            # Kept for later: the outbox is the retry queue. Count the attempt, not a loss.
+            self.counters.incr("retried")
+            return MAX_BACKOFF
+        self.store.mark_shipped([c.id for c in calls if c.id is not None], self.bit)
+        self.counters.incr(self.sink.counter, outcome.delivered)
+        self.counters.incr("dropped_by_sampling", outcome.sampled)
+        self.counters.incr("dropped_no_user", outcome.no_user)
+        return None
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until this process has nothing left to ship (or another process holds the lease)."""
+        self.poke()
+        deadline = time.monotonic() + timeout
+        self.idle.clear()
+        while time.monotonic() < deadline:
+            if self.idle.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+                return True
+        return False
+
+    def close(self) -> None:
+        self.stop.set()
+        self.wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(2.0)
+        else:
+            self.lease.release()
+
+    def after_fork(self) -> None:
+        self._reset()
+        self.sink.after_fork()
