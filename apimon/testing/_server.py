@@ -4,6 +4,7 @@ daemon thread, recording every request, with fault injection."""
 from __future__ import annotations
 
 import gzip
+import socket
 import threading
 import time
 import zlib
@@ -62,6 +63,7 @@ class FakeServer:
         # (path prefix or None for any, reply or None to drop the connection)
         self._faults: list[tuple[str | None, Reply | None]] = []
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[Any] = set()
         self._thread: threading.Thread | None = None
         self.port = 0
 
@@ -81,6 +83,16 @@ class FakeServer:
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._connections.discard(self.connection)
+                super().finish()
 
             def do_GET(self) -> None:
                 fake._serve(self, "GET")
@@ -102,6 +114,14 @@ class FakeServer:
         if server is not None:
             server.shutdown()
             server.server_close()
+        # Keep-alive connections outlive the listening socket: cut them too, as a dead host would.
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join(5)
 
@@ -151,6 +171,9 @@ class FakeServer:
         raise NotImplementedError
 
     def _serve(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        if self._server is None:  # down: a request that slipped in on an old connection gets nothing
+            h.close_connection = True
+            return
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(min(length, self.max_body_bytes + 1)) if length else b""
         headers = {k.lower(): v for k, v in h.headers.items()}

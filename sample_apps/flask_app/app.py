@@ -129,7 +129,7 @@ def create_app() -> Flask:
     def apimon_stats() -> Any:
         import apimon
 
-        return _json(apimon.stats())
+        return _json({**apimon.stats(), "pid": os.getpid()})
 
     @app.get("/boom")
     def boom() -> Any:
@@ -147,6 +147,8 @@ if os.environ.get("APIMON_SAMPLE_BARE") != "1":
         "flush_interval": 0.2,
         # The stats endpoint is for the tests and benchmarks that watch apimon: not an API call.
         "skip": lambda request: request.path.startswith("/_apimon/"),
+        # Which worker served each call, for the multi-worker reliability tests.
+        "get_metadata": lambda request, response: {"worker_pid": os.getpid()},
         **orjson.loads(os.environ.get("APIMON_SAMPLE_OPTIONS", "{}")),
     }
     app.wsgi_app = ApimonMiddleware(app.wsgi_app, **options)  # type: ignore[method-assign]

@@ -249,7 +249,12 @@ def test_client_disconnect_mid_stream(pair: Pair) -> None:
     event = wait_event(pair.db, test_id, timeout=15)
     assert event["response"]["status"] == 200
     body = event["response"].get("body", "")
-    assert body.startswith("chunk 0\n") and "chunk 19" not in body
+    assert body.startswith("chunk 0\n")
+    import django
+
+    if not (pair.fw.name == "django-asgi" and django.VERSION < (5, 0)):
+        # Django 4.2's ASGI handler keeps streaming to a gone client (5.0 stops): the app decides.
+        assert "chunk 19" not in body
 
 
 def test_fifty_concurrent_requests(pair: Pair) -> None:
