@@ -30,7 +30,7 @@ LEASES = "CREATE TABLE IF NOT EXISTS leases (bit INTEGER PRIMARY KEY, owner TEXT
 def item_from_stored(call: StoredCall) -> Item:
     """A stored call as the sinks take it: its JSON exactly as first encoded, not re-encoded."""
     return Item(
-        event=call.event(),
+        cached=None,
         data=call.event_json,
         transaction_id=call.transaction_id,
         ts=call.ts,

@@ -119,7 +119,7 @@ class Pipeline:
         user_id = event.get("user_id")
         company_id = event.get("company_id")
         return Item(
-            event=event,
+            cached=event,
             data=data,
             transaction_id=str(event.get("transaction_id", "")),
             ts=raw.start,

@@ -11,12 +11,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 
 @dataclass(slots=True)
 class Item:
-    """One encoded event plus the indexed columns the store wants."""
+    """One encoded event plus the indexed columns the store wants.
 
-    event: dict[str, Any]
+    ``data`` is the event's JSON exactly as shipped. The parsed form is kept only while a batch
+    is being handed out (``cached``); a sink that holds items for long calls :meth:`compact`,
+    and :attr:`event` parses the JSON again if it is needed later: a backlog of 10,000 events
+    then costs their JSON, not their JSON and their dicts.
+    """
+
+    cached: dict[str, Any] | None
     data: bytes
     transaction_id: str
     ts: float
@@ -29,6 +37,16 @@ class Item:
     company_id: str | None
     request_bytes: int = 0
     response_bytes: int = 0
+
+    @property
+    def event(self) -> dict[str, Any]:
+        if self.cached is None:
+            value: dict[str, Any] = orjson.loads(self.data)
+            return value
+        return self.cached
+
+    def compact(self) -> None:
+        self.cached = None
 
 
 @dataclass(slots=True)

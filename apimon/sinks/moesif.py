@@ -99,7 +99,7 @@ class MoesifSink(Sink):
             elif percent > 0 and random.random() * 100 < percent:
                 event = dict(item.event)
                 event["weight"] = max(1, int(event.get("weight", 1) * 100 // percent))
-                kept.append(Item(**{**_fields(item), "event": event, "data": orjson.dumps(event)}))
+                kept.append(Item(**{**_fields(item), "cached": event, "data": orjson.dumps(event)}))
             else:
                 outcome.sampled += 1
         return kept

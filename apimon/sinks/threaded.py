@@ -59,7 +59,10 @@ class ThreadedSink(Sink):
         return True
 
     def send(self, batch: Sequence[Item]) -> Outcome:
-        if not self._put(("events", list(batch), None), len(batch)):
+        queued = list(batch)
+        for item in queued:
+            item.compact()  # a backlog holds JSON bytes, not dicts too
+        if not self._put(("events", queued, None), len(batch)):
             self.counters.incr("dropped_queue_full", len(batch))
             log_once(
                 f"{self.name}-backlog",

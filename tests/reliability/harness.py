@@ -30,18 +30,34 @@ def record(test: str, **figures: Any) -> None:
     FIGURES.write_text(json.dumps(rows, indent=2, sort_keys=True))
 
 
-def flask_server(tmp: Path, name: str, *, moesif: FakeMoesif | None = None, moengage: FakeMoEngage | None = None,
-                 options: dict[str, Any] | None = None, gunicorn_args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None) -> ServerProcess:
+def flask_server(
+    tmp: Path,
+    name: str,
+    *,
+    moesif: FakeMoesif | None = None,
+    moengage: FakeMoEngage | None = None,
+    options: dict[str, Any] | None = None,
+    gunicorn_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> ServerProcess:
     port = free_port()
     full_env = {"PYTHONPATH": str(REPO), "APIMON_SAMPLE_OPTIONS": orjson.dumps(options or {}).decode(), **(env or {})}
     if moesif is not None:
         full_env |= {"APIMON_MOESIF_APPLICATION_ID": moesif.application_id, "APIMON_MOESIF_BASE_URL": moesif.url}
     if moengage is not None:
-        full_env |= {"APIMON_MOENGAGE_WORKSPACE_ID": moengage.workspace_id,
-                     "APIMON_MOENGAGE_API_KEY": moengage.api_key, "APIMON_MOENGAGE_BASE_URL": moengage.url}
-    return ServerProcess(gunicorn_command("sample_apps.flask_app.app:app", port, *gunicorn_args), port,
-                         env=full_env, cwd=str(REPO), log_path=str(tmp / f"{name}.log"), stop_timeout=20)
+        full_env |= {
+            "APIMON_MOENGAGE_WORKSPACE_ID": moengage.workspace_id,
+            "APIMON_MOENGAGE_API_KEY": moengage.api_key,
+            "APIMON_MOENGAGE_BASE_URL": moengage.url,
+        }
+    return ServerProcess(
+        gunicorn_command("sample_apps.flask_app.app:app", port, *gunicorn_args),
+        port,
+        env=full_env,
+        cwd=str(REPO),
+        log_path=str(tmp / f"{name}.log"),
+        stop_timeout=20,
+    )
 
 
 def stats(port: int) -> dict[str, int]:
@@ -72,8 +88,14 @@ class Load:
         return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-def drive(port: int, seconds: float, threads: int = 4, max_requests: int = 1_000_000, path: str = "/echo",
-          user: str | None = "load-user") -> Load:
+def drive(
+    port: int,
+    seconds: float,
+    threads: int = 4,
+    max_requests: int = 1_000_000,
+    path: str = "/echo",
+    user: str | None = "load-user",
+) -> Load:
     """POST small JSON bodies from ``threads`` keep-alive connections for at most ``seconds``."""
     load = Load()
     lock = threading.Lock()

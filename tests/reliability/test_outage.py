@@ -18,6 +18,7 @@ OUTAGE = 30.0
 
 def _run_with_outage(fake: FakeMoesif, port: int) -> int:
     """Steady load for 40 s; the collector is down from second 5 to second 35."""
+
     def outage() -> None:
         time.sleep(5)
         fake.down()
@@ -43,8 +44,13 @@ def test_durable_outage_every_event_arrives(tmp_path: Path) -> None:
         assert Store(db).count_unshipped(SHIPPED_MOESIF) == 0
         # At-least-once: a repeat keeps its transaction_id, so distinct ids equal the calls made.
         assert len(fake.transaction_ids) == expected
-        record("collector down 30 s mid-run (durable)", requests=sent, delivered=len(fake.transaction_ids),
-               repeats=len(fake.events) - len(fake.transaction_ids), lost=expected - len(fake.transaction_ids))
+        record(
+            "collector down 30 s mid-run (durable)",
+            requests=sent,
+            delivered=len(fake.transaction_ids),
+            repeats=len(fake.events) - len(fake.transaction_ids),
+            lost=expected - len(fake.transaction_ids),
+        )
 
 
 def test_outage_without_durable_counts_every_missing_event(tmp_path: Path) -> None:
@@ -59,5 +65,10 @@ def test_outage_without_durable_counts_every_missing_event(tmp_path: Path) -> No
         assert final["captured"] == captured
         assert missing == final["failed"] + final["dropped_queue_full"]  # every missing event is counted
         assert missing > 0  # a 30 s outage outlasts the retry deadline
-        record("collector down 30 s mid-run (not durable)", requests=sent, delivered=len(fake.transaction_ids),
-               counted_failed=final["failed"], lost_uncounted=missing - final["failed"] - final["dropped_queue_full"])
+        record(
+            "collector down 30 s mid-run (not durable)",
+            requests=sent,
+            delivered=len(fake.transaction_ids),
+            counted_failed=final["failed"],
+            lost_uncounted=missing - final["failed"] - final["dropped_queue_full"],
+        )
