@@ -147,8 +147,9 @@ if os.environ.get("APIMON_SAMPLE_BARE") != "1":
         "flush_interval": 0.2,
         # The stats endpoint is for the tests and benchmarks that watch apimon: not an API call.
         "skip": lambda request: request.path.startswith("/_apimon/"),
-        # Which worker served each call, for the multi-worker reliability tests.
-        "get_metadata": lambda request, response: {"worker_pid": os.getpid()},
         **orjson.loads(os.environ.get("APIMON_SAMPLE_OPTIONS", "{}")),
     }
+    if os.environ.get("APIMON_SAMPLE_WORKER_PID") == "1":
+        # Which worker served each call, for the multi-worker reliability tests.
+        options["get_metadata"] = lambda request, response: {"worker_pid": os.getpid()}
     app.wsgi_app = ApimonMiddleware(app.wsgi_app, **options)  # type: ignore[method-assign]

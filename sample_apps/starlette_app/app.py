@@ -161,4 +161,8 @@ app = Starlette(routes=routes)
 if os.environ.get("APIMON_SAMPLE_BARE") != "1":
     from apimon.integrations.starlette import ApimonMiddleware
 
-    app.add_middleware(ApimonMiddleware, flush_interval=0.2)
+    options: dict[str, object] = {"flush_interval": 0.2}
+    if os.environ.get("APIMON_SAMPLE_WORKER_PID") == "1":
+        # Which worker served each call, for the multi-worker reliability tests.
+        options["get_metadata"] = lambda request, response: {"worker_pid": os.getpid()}
+    app.add_middleware(ApimonMiddleware, **options)

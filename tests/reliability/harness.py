@@ -95,6 +95,7 @@ def drive(
     max_requests: int = 1_000_000,
     path: str = "/echo",
     user: str | None = "load-user",
+    fresh: bool = False,
 ) -> Load:
     """POST small JSON bodies from ``threads`` keep-alive connections for at most ``seconds``."""
     load = Load()
@@ -126,6 +127,8 @@ def drive(
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             local.append(time.perf_counter() - t0)
+            if fresh:
+                conn.close()
         conn.close()
         with lock:
             load.latencies.extend(local)
