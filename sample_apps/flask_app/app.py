@@ -149,6 +149,24 @@ if os.environ.get("APIMON_SAMPLE_BARE") != "1":
         "skip": lambda request: request.path.startswith("/_apimon/"),
         **orjson.loads(os.environ.get("APIMON_SAMPLE_OPTIONS", "{}")),
     }
+    if os.environ.get("APIMON_SAMPLE_FAULTY_HOOKS") == "1":
+        # The fail-open tests: every hook raises; mask_event raises on some calls.
+        def _broken(*args: Any) -> Any:
+            raise RuntimeError("a hook with a bug")
+
+        def _mask(event: dict[str, Any]) -> dict[str, Any]:
+            if "/echo" in event["request"]["uri"]:
+                raise RuntimeError("a mask_event with a bug")
+            return event
+
+        options.update(
+            identify_user=_broken,
+            identify_company=_broken,
+            get_session_token=_broken,
+            get_metadata=_broken,
+            api_version=_broken,
+            mask_event=_mask,
+        )
     if os.environ.get("APIMON_SAMPLE_WORKER_PID") == "1":
         # Which worker served each call, for the multi-worker reliability tests.
         options["get_metadata"] = lambda request, response: {"worker_pid": os.getpid()}
