@@ -56,10 +56,13 @@ class Client:
             after_fork=self._after_fork,
         )
         self._sample_rate = config.sample_rate
+        #: True when admit() would admit every call (no sampling, no skip hook): adapters skip it.
+        self.admit_all = config.sample_rate >= 1.0 and config.skip is None
         self._weight = round(1 / config.sample_rate) if 0 < config.sample_rate < 1 else None
         self._has_finish_hooks = any(getattr(config, h) is not None for h in _FINISH_HOOKS) or callable(
             config.api_version
         )
+        self._captured = self.counters.incrementer("captured")
         if config.debug:
             logger.setLevel(logging.DEBUG)
 
@@ -129,6 +132,7 @@ class Client:
 
     def _after_fork(self) -> None:
         self.counters.reset_after_fork()
+        self._captured = self.counters.incrementer("captured")
         for sink in self.sinks:
             sink.after_fork()
         for shipper in self.shippers:
@@ -162,7 +166,7 @@ class Client:
         try:
             if self._has_finish_hooks:
                 self._run_hooks(raw, native_request, native_response)
-            self.counters.incr("captured")
+            self._captured()
             if not self.flusher.put(raw):
                 self.counters.incr("dropped_queue_full")
                 log_once(

@@ -1,45 +1,50 @@
-"""Flask glue: records each call's route template (``/items/<int:item_id>``).
+"""Flask glue: records each call's route template (``/items/<int:item_id>``) and uses Flask's
+session cookie for the session token.
 
 Turned on by wrapping the app's ``wsgi_app`` with the generic WSGI middleware; nothing else to do::
 
     from apimon.integrations.wsgi import ApimonMiddleware
     app.wsgi_app = ApimonMiddleware(app.wsgi_app, **options)
 
-Hooks receive the WSGI environ as ``request.native`` (Flask's request context has ended by the
-time the response is finished); ``environ["werkzeug.request"]`` is the Flask request.
+Nothing runs per request: the route is matched against the app's URL map on the flusher thread,
+from the request's copy of the environ. Hooks receive the WSGI environ as ``request.native``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 try:
-    from flask import Flask, current_app, request
+    from flask import Flask
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.http import parse_cookie
+    from werkzeug.routing import RequestRedirect
 except ImportError as exc:  # pragma: no cover - exercised only without Flask
     raise ImportError("apimon.integrations.flask needs Flask: pip install 'apimon[flask]'") from exc
 
-from apimon.integrations.wsgi import ROUTE_KEY, SESSION_KEY
-
-_MARK = "apimon"
+from apimon.record import RawCall
 
 
-def install(app: Any) -> None:
-    """Register the route recorder on the Flask ``app`` once."""
+def resolver_for(app: Any) -> Callable[[RawCall], None] | None:
+    """A function that fills a resolved call's route and session cookie from ``app``; None when
+    ``app`` is not a Flask app."""
     if not isinstance(app, Flask):
-        return
-    if _MARK in app.extensions:
-        return
-    app.extensions[_MARK] = True
-    # url_value_preprocessor runs for every matched request before any before_request function,
-    # so another hook that short-circuits the request cannot hide the route.
-    app.url_value_preprocessor(_record_route)
+        return None
+    url_map = app.url_map
+    cookie_name = app.config.get("SESSION_COOKIE_NAME", "session")
 
+    def resolve(raw: RawCall) -> None:
+        environ = raw.source
+        # One MapAdapter per call: matching never mutates the shared map, so this is thread-safe.
+        adapter = url_map.bind(raw.host or "localhost", script_name=environ.get("SCRIPT_NAME") or None)
+        try:
+            rule, _ = adapter.match(environ.get("PATH_INFO") or "/", raw.method, return_rule=True)
+            raw.route = rule.rule
+        except (HTTPException, RequestRedirect):
+            raw.route = None
+        cookie_header = environ.get("HTTP_COOKIE")
+        if cookie_header and raw.session_cookie is None:
+            raw.session_cookie = parse_cookie(cookie_header).get(cookie_name)
 
-def _record_route(endpoint: str | None, values: dict[str, Any] | None) -> None:
-    rule = request.url_rule
-    environ = request.environ
-    if rule is not None:
-        environ[ROUTE_KEY] = rule.rule
-    session = request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
-    if session:
-        environ[SESSION_KEY] = session
+    return resolve

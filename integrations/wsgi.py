@@ -15,21 +15,20 @@ Wrapping a Flask app's ``wsgi_app`` also records each call's route template (``/
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import apimon
-from apimon.environ import snapshot
-from apimon.record import BodyTee
+from apimon.environ import resolve_environ
+from apimon.record import BodyTee, RawCall
 from apimon.tee import SizedTeeIterator, TeeIterator, TeeReader
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-#: Framework glue (Flask's) puts the matched route template and the session cookie's value here.
+#: A framework (or the app) may put the matched route template under this environ key.
 ROUTE_KEY = "apimon.route"
-SESSION_KEY = "apimon.session_cookie"
 
 
 class ApimonMiddleware:
@@ -43,15 +42,16 @@ class ApimonMiddleware:
     def __init__(self, app: WSGIApplication, **options: Any) -> None:
         self.app = app
         apimon.ensure_client(options)
-        _install_framework_glue(app)
+        self._resolve = _resolver_for(app)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         client = apimon._client
         if client is None or not client.config.enabled:
             return self.app(environ, start_response)
         try:
-            raw = snapshot(environ, time.time())
-            admitted = client.admit(raw, environ)
+            raw = RawCall.deferred(environ.copy(), self._resolve, time.time())
+            # Without sampling or a skip hook every call is admitted: no call needed.
+            admitted = client.admit_all or client.admit(raw, environ)
         except Exception:
             client.counters.incr("internal_errors")
             admitted = False
@@ -64,7 +64,7 @@ class ApimonMiddleware:
             cap = config.max_body_bytes
             raw.resp_body = BodyTee(cap)
             length = environ.get("CONTENT_LENGTH")
-            chunked = environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
+            chunked = "HTTP_TRANSFER_ENCODING" in environ and environ["HTTP_TRANSFER_ENCODING"].lower() == "chunked"
             if (length and length != "0") or chunked:
                 raw.req_body = BodyTee(cap)
                 try:
@@ -94,8 +94,9 @@ class ApimonMiddleware:
         def _on_end(complete: bool) -> None:
             if reader is not None:
                 reader.finish(config.max_body_bytes)
-            raw.route = environ.get(ROUTE_KEY)
-            raw.session_cookie = environ.get(SESSION_KEY)
+            route = environ.get(ROUTE_KEY)
+            if route is not None:
+                raw.route = route
             client.complete(raw, environ)
 
         try:
@@ -106,15 +107,24 @@ class ApimonMiddleware:
             raw.end = time.time()
             _on_end(False)
             raise
-        cls = SizedTeeIterator if isinstance(inner, list | tuple) else TeeIterator
+        cls = SizedTeeIterator if isinstance(inner, (list, tuple)) else TeeIterator  # noqa: UP038
         return cls(inner, raw, _on_end)
 
 
-def _install_framework_glue(app: object) -> None:
-    """Flask keeps its route in a request context that is gone by the time the response ends;
-    a tiny hook copies it into the environ. Detected by module name: no framework is imported here."""
+def _resolver_for(app: object) -> Callable[[RawCall], None]:
+    """How a call's request fields are read, off the request path: the environ, plus the
+    framework's own route template when the glue knows the framework. Flask is detected by
+    module name, so no framework is imported here."""
     owner = getattr(app, "__self__", app)
     if type(owner).__module__.partition(".")[0] == "flask":
-        from apimon.integrations.flask import install
+        from apimon.integrations.flask import resolver_for
 
-        install(owner)
+        framework = resolver_for(owner)
+        if framework is not None:
+
+            def resolve(raw: RawCall) -> None:
+                resolve_environ(raw)
+                framework(raw)
+
+            return resolve
+    return resolve_environ

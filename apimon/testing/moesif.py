@@ -45,6 +45,9 @@ class FakeMoesif(FakeServer):
             return Reply(401, b'{"error": "Unauthorized - Your X-Moesif-Application-Id header is incorrect"}')
         if request.method == "GET" and request.path == "/v1/config":
             return Reply(200, orjson.dumps(self.config), etag)
+        if request.method == "GET" and request.path == "/v1/rules":
+            # Governance rules (Moesif's own SDKs ask for them): none.
+            return Reply(200, b"[]", {"X-Moesif-Rules-Tag": "rules-1"})
         targets = {"/v1/events/batch": "events", "/v1/users/batch": "users", "/v1/companies/batch": "companies"}
         if request.method != "POST" or request.path not in targets:
             return Reply(404, b'{"error": "Not Found"}')

@@ -29,6 +29,12 @@ Column meanings: *requests* driven by the test's load generator; *delivered* dis
 nor counted under a reason in `apimon.stats()` — the figure that must be zero; *latency_ratio* the
 median request latency with the fault divided by a healthy run measured in the same test.
 
+Two figures need reading with care. *kill -9*: `SIGKILL` gives no chance to flush, so the calls
+still in the worker's memory (at most `flush_interval`'s worth, `in_memory_at_kill`) are gone;
+the guarantee is that nothing *committed* to the outbox is lost (`lost_committed`). *Hostile
+input*: `captured` is below `inputs` because gunicorn itself answers malformed requests with 400
+before any app or middleware runs.
+
 """
 
 

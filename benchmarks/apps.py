@@ -1,0 +1,86 @@
+"""The benchmarked apps: the same three endpoints per framework (``GET /ping``, ``POST /echo``,
+``GET /large``), as ``bare``, ``apimon`` or ``moesif`` (Moesif's own middleware), both shipping
+to the local collector at ``$BENCH_COLLECTOR``.
+
+``BENCH_FRAMEWORK`` and ``BENCH_VARIANT`` pick the app when a server imports ``app``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+APP_ID = "bench-app-id"
+# The sample modules wrap themselves with apimon at import unless told not to; here the variant decides.
+os.environ["APIMON_SAMPLE_BARE"] = "1"
+
+
+def collector() -> str:
+    return os.environ.get("BENCH_COLLECTOR", "http://127.0.0.1:9")
+
+
+def apimon_options() -> dict[str, Any]:
+    import orjson
+
+    extra = orjson.loads(os.environ.get("BENCH_APIMON_EXTRA", "{}"))
+    return {"moesif_application_id": APP_ID, "moesif_base_url": collector(), "store": "off", **extra}
+
+
+def moesif_settings() -> dict[str, Any]:
+    return {"APPLICATION_ID": APP_ID, "BASE_URI": collector(), "LOG_BODY": True}
+
+
+def flask_app(variant: str) -> Any:
+    from sample_apps.flask_app.app import create_app
+
+    app = create_app()
+    if variant == "apimon":
+        from apimon.integrations.wsgi import ApimonMiddleware
+
+        app.wsgi_app = ApimonMiddleware(app.wsgi_app, **apimon_options())  # type: ignore[method-assign]
+    elif variant == "moesif":
+        from moesifwsgi import MoesifMiddleware
+
+        app.wsgi_app = MoesifMiddleware(app.wsgi_app, moesif_settings())  # type: ignore[method-assign]
+    return app
+
+
+def starlette_app(variant: str) -> Any:
+    from starlette.applications import Starlette
+
+    from sample_apps.starlette_app.app import routes
+
+    app = Starlette(routes=routes)
+    if variant == "apimon":
+        from apimon.integrations.starlette import ApimonMiddleware
+
+        app.add_middleware(ApimonMiddleware, **apimon_options())
+    elif variant == "moesif":
+        from moesifasgi import MoesifMiddleware
+
+        app.add_middleware(MoesifMiddleware, settings=moesif_settings())
+    return app
+
+
+def django_app(variant: str, asgi: bool = False) -> Any:
+    os.environ["BENCH_VARIANT"] = variant
+    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.django_settings"
+    if asgi:
+        from django.core.asgi import get_asgi_application
+
+        return get_asgi_application()
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
+
+
+def build(framework: str, variant: str) -> Any:
+    if framework == "flask":
+        return flask_app(variant)
+    if framework == "starlette":
+        return starlette_app(variant)
+    return django_app(variant)
+
+
+if "BENCH_FRAMEWORK" in os.environ:
+    app = build(os.environ["BENCH_FRAMEWORK"], os.environ.get("BENCH_VARIANT", "bare"))

@@ -1,0 +1,155 @@
+"""In-process benchmark: call the WSGI/ASGI app object directly, bare and with a middleware,
+alternating which goes first in each round. Prints one JSON line; run by ``benchmarks.run``::
+
+    python -m benchmarks.inprocess FRAMEWORK VARIANT ENDPOINT ROUNDS PER_ROUND
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+import time
+from typing import Any
+
+import orjson
+
+ECHO = orjson.dumps({"pad": "x" * 2038})  # 2 KB of JSON
+
+
+def _request(endpoint: str) -> tuple[str, str, bytes]:
+    if endpoint == "/echo":
+        return "POST", "/echo", ECHO
+    return "GET", endpoint, b""
+
+
+def wsgi_call(app: Any, method: str, path: str, body: bytes) -> None:
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "RAW_URI": path,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_USER_AGENT": "bench",
+        "HTTP_ACCEPT": "*/*",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
+    }
+    if body:
+        environ["CONTENT_TYPE"] = "application/json"
+        environ["CONTENT_LENGTH"] = str(len(body))
+    result = app(environ, lambda status, headers, exc_info=None: None)
+    for _ in result:
+        pass
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+
+
+async def asgi_call(app: Any, method: str, path: str, body: bytes) -> None:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"accept", b"*/*")]
+        + ([(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())] if body else []),
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    await app(scope, receive, send)
+
+
+def main() -> None:
+    framework, variant, endpoint, rounds, per_round = sys.argv[1:6]
+    from benchmarks.apps import build, django_app
+
+    if variant == "apimon":
+        # The flusher waits for the untimed gap between rounds (flush below): the in-process figure
+        # is the request path; the flusher's CPU is measured on the loopback servers.
+        os.environ["BENCH_APIMON_EXTRA"] = '{"batch_size": 10000, "flush_interval": 3600}'
+    if framework == "django":
+        from django.conf import settings
+
+        bare = django_app("bare")
+        settings.MIDDLEWARE = {
+            "apimon": ["apimon.integrations.django.ApimonMiddleware"],
+            "moesif": ["moesifdjango.middleware.moesif_middleware"],
+        }[variant]
+        from django.core.handlers.wsgi import WSGIHandler
+
+        wrapped = WSGIHandler()
+    else:
+        bare, wrapped = build(framework, "bare"), build(framework, variant)
+    method, path, body = _request(endpoint)
+    loop = asyncio.new_event_loop()
+
+    def run(app: Any, n: int) -> list[float]:
+        samples = []
+        if framework == "starlette":
+            for _ in range(n):
+                t0 = time.perf_counter_ns()
+                loop.run_until_complete(asgi_call(app, method, path, body))
+                samples.append((time.perf_counter_ns() - t0) / 1000)
+        else:
+            for _ in range(n):
+                t0 = time.perf_counter_ns()
+                wsgi_call(app, method, path, body)
+                samples.append((time.perf_counter_ns() - t0) / 1000)
+        return samples
+
+    import apimon
+
+    run(bare, 300)
+    run(wrapped, 300)  # warm-up: imports, caches, the flusher thread started
+    apimon.flush(30)
+    results: dict[str, list[float]] = {"bare": [], "variant": []}
+    requests = 0
+    for r in range(int(rounds)):
+        order = [("bare", bare), ("variant", wrapped)] if r % 2 == 0 else [("variant", wrapped), ("bare", bare)]
+        for name, app in order:
+            results[name] += run(app, int(per_round))
+            if name == "variant":
+                requests += int(per_round)
+                # The flusher's work happens between rounds, untimed here: it is measured in the
+                # loopback run's server CPU. Moesif's middleware has no flush to call.
+                apimon.flush(30)
+    print(
+        orjson.dumps(
+            {"bare": results["bare"], "variant": results["variant"], "requests": requests + 300, "pid": os.getpid()}
+        ).decode(),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

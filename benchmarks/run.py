@@ -1,0 +1,283 @@
+"""Run every benchmark, print a markdown table and write it to BENCHMARKS.md.
+
+    ./dev bench            # the full run (about 15 minutes on 2 cores)
+    ./dev bench --quick    # shorter rounds, for a smoke check
+
+Variants side by side in one run: the bare app, apimon, and Moesif's own middleware
+(moesifwsgi, moesifasgi, moesifdjango), both shipping to a local collector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks import loopback
+
+REPO = Path(__file__).resolve().parents[1]
+FRAMEWORKS = ["flask", "starlette", "django"]
+ENDPOINTS = ["/ping", "/echo", "/large"]
+PING_TARGET = {"flask": 15.0, "django": 15.0, "starlette": 30.0}
+
+
+class Collector:
+    """A fake collector in its own process on CPU 1 (beside the load generator)."""
+
+    def __init__(self, kind: str = "moesif") -> None:
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", "1", sys.executable, "-m", "benchmarks.collector", kind],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self.url = self.proc.stdout.readline().strip()
+
+    def count(self) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("count\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def in_process(collector: Collector, rounds: int, per_round: int) -> dict[tuple[str, str, str], dict[str, float]]:
+    out: dict[tuple[str, str, str], dict[str, float]] = {}
+    for fw in FRAMEWORKS:
+        for variant in ("apimon", "moesif"):
+            for endpoint in ENDPOINTS:
+                before = collector.count()
+                proc = subprocess.run(
+                    [
+                        "taskset",
+                        "-c",
+                        "0",
+                        sys.executable,
+                        "-m",
+                        "benchmarks.inprocess",
+                        fw,
+                        variant,
+                        endpoint,
+                        str(rounds),
+                        str(per_round),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    cwd=REPO,
+                    timeout=900,
+                    env={**__import__("os").environ, "BENCH_COLLECTOR": collector.url, "PYTHONPATH": str(REPO)},
+                )
+                if proc.returncode != 0:
+                    print(proc.stderr[-2000:], file=sys.stderr)
+                    continue
+                data = orjson.loads(proc.stdout.strip().splitlines()[-1])
+                deadline = time.monotonic() + (15 if variant == "moesif" else 5)
+                delivered = collector.count() - before
+                while delivered < data["requests"] and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    delivered = collector.count() - before
+                bare, var = statistics.median(data["bare"]), statistics.median(data["variant"])
+                out[(fw, variant, endpoint)] = {
+                    "bare_us": bare,
+                    "us": var,
+                    "bare_p99": pct(data["bare"], 0.99),
+                    "p99": pct(data["variant"], 0.99),
+                    "overhead_pct": (var / bare - 1) * 100,
+                    "delivered_pct": min(100.0, delivered / data["requests"] * 100),
+                }
+                print(
+                    f"in-process {fw:9} {variant:6} {endpoint:6} bare {bare:8.1f} us  {variant} {var:8.1f} us"
+                    f"  ({(var / bare - 1) * 100:+.1f}%)  delivered {delivered}/{data['requests']}",
+                    flush=True,
+                )
+    return out
+
+
+def flusher(events: int) -> dict[str, dict[str, Any]]:
+    out = {}
+    for destination in ("moesif", "moengage", "store"):
+        collector = Collector(destination) if destination != "store" else None
+        url = collector.url if collector else "-"
+        proc = subprocess.run(
+            ["taskset", "-c", "0", sys.executable, "-m", "benchmarks.flusher", destination, url, str(events)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=900,
+        )
+        if collector:
+            collector.close()
+        if proc.returncode != 0:
+            print(proc.stderr[-2000:], file=sys.stderr)
+            continue
+        out[destination] = orjson.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"flusher to {destination}: {out[destination]['events_per_s']:,.0f} events/s", flush=True)
+    return out
+
+
+def render(
+    ip: dict[Any, dict[str, float]], lb: dict[Any, dict[str, Any]], fl: dict[str, dict[str, Any]], quick: bool
+) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `./dev bench` (`benchmarks/run.py`); every figure below comes from one run",
+        f"on this machine: {platform.machine()}, {__import__('os').cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}{' (--quick)' if quick else ''}.",
+        "Medians, with A/B order alternated between rounds; ratios against the bare app measured in the same run.",
+        "",
+        "## 1. In-process (app object called directly), µs per request",
+        "",
+        "| framework | endpoint | bare | apimon | apimon overhead | moesif | moesif overhead | apimon p99 / bare p99 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for fw in FRAMEWORKS:
+        for ep in ENDPOINTS:
+            a, m = ip.get((fw, "apimon", ep)), ip.get((fw, "moesif", ep))
+            if not a:
+                continue
+            moesif = f"{m['us']:.1f} | {m['overhead_pct']:+.0f}%" if m else "- | -"
+            lines.append(
+                f"| {fw} | {ep} | {a['bare_us']:.1f} | {a['us']:.1f} | {a['overhead_pct']:+.1f}% | {moesif} "
+                f"| {a['p99'] / a['bare_p99']:.2f}x |"
+            )
+    lines += [
+        "",
+        "The flusher's work runs between rounds here (untimed); its cost is in the server CPU column below.",
+        "",
+        "## 2. Real servers on loopback (server on CPU 0, wrk on CPU 1)",
+        "",
+        "| framework | variant | endpoint | req/s | vs bare | p50 ms | p99 ms | p99 vs bare | CPU s / 10k req |"
+        " CPU vs bare | peak RSS MB | delivered |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for fw in FRAMEWORKS:
+        bare = lb.get((fw, "bare"))
+        for variant in ("bare", "apimon", "moesif"):
+            r = lb.get((fw, variant))
+            if not r or not bare:
+                continue
+            for ep in ENDPOINTS:
+                x, b = r[ep], bare[ep]
+                delivered = "-" if variant == "bare" else f"{min(100.0, r['delivered'] / r['served'] * 100):.0f}%"
+                lines.append(
+                    f"| {fw} | {variant} | {ep} | {x['rps']:,.0f} | {x['rps'] / b['rps'] * 100:.0f}% "
+                    f"| {x['p50_ms']:.2f} "
+                    f"| {x['p99_ms']:.2f} | {x['p99_ms'] / b['p99_ms']:.2f}x | {x['cpu_s_per_10k']:.2f} "
+                    f"| {x['cpu_s_per_10k'] / b['cpu_s_per_10k']:.2f}x | {r['rss_mb']:.0f} | {delivered} |"
+                )
+    lines += [
+        "",
+        "## 3. Flusher throughput (one process, to a local collector in another process)",
+        "",
+        "| destination | events | seconds | events/s | delivered |",
+        "|---|---|---|---|---|",
+    ]
+    for dest, r in fl.items():
+        lines.append(
+            f"| {dest} | {r['events']:,} | {r['seconds']:.2f} | {r['events_per_s']:,.0f} | {r['delivered']:,} |"
+        )
+    lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for row in targets(ip, lb, fl):
+        lines.append(f"| {row[0]} | {row[1]} | {'yes' if row[2] else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def targets(
+    ip: dict[Any, dict[str, float]], lb: dict[Any, dict[str, Any]], fl: dict[str, dict[str, Any]]
+) -> list[tuple[str, str, bool]]:
+    rows = []
+    for fw in FRAMEWORKS:
+        a, m = ip.get((fw, "apimon", "/ping")), ip.get((fw, "moesif", "/ping"))
+        if a:
+            rows.append(
+                (
+                    f"in-process /ping {fw}: at most +{PING_TARGET[fw]:.0f}%",
+                    f"{a['overhead_pct']:+.1f}%",
+                    a["overhead_pct"] <= PING_TARGET[fw],
+                )
+            )
+        if a and m:
+            added_a, added_m = a["us"] - a["bare_us"], m["us"] - m["bare_us"]
+            rows.append(
+                (
+                    f"in-process /ping {fw}: at most 1/10 of what Moesif adds",
+                    f"{added_a:.1f} µs vs {added_m:.1f} µs",
+                    added_a <= added_m / 10,
+                )
+            )
+        large = ip.get((fw, "apimon", "/large"))
+        if large:
+            rows.append(
+                (
+                    f"in-process /large {fw}: at most 1.10x bare",
+                    f"{large['us'] / large['bare_us']:.2f}x",
+                    large["us"] / large["bare_us"] <= 1.10,
+                )
+            )
+        bare, ap = lb.get((fw, "bare")), lb.get((fw, "apimon"))
+        if bare and ap:
+            for ep in ("/ping", "/echo"):
+                kept = ap[ep]["rps"] / bare[ep]["rps"] * 100
+                rows.append((f"loopback {fw} {ep}: at least 90% of bare req/s", f"{kept:.0f}%", kept >= 90))
+                p99 = ap[ep]["p99_ms"] / bare[ep]["p99_ms"]
+                rows.append((f"loopback {fw} {ep}: p99 at most 1.5x bare", f"{p99:.2f}x", p99 <= 1.5))
+            cpu = ap["/echo"]["cpu_s_per_10k"] / bare["/echo"]["cpu_s_per_10k"]
+            rows.append((f"server CPU {fw} /echo: at most 1.25x bare", f"{cpu:.2f}x", cpu <= 1.25))
+            rss = ap["rss_mb"] - bare["rss_mb"]
+            rows.append((f"peak RSS {fw}: at most 25 MB above bare", f"{rss:+.0f} MB", rss <= 25))
+            delivered = ap["delivered"] / ap["served"] * 100
+            rows.append((f"loopback {fw}: 100% of events delivered", f"{delivered:.1f}%", delivered >= 100))
+    if "moesif" in fl:
+        rate = fl["moesif"]["events_per_s"]
+        rows.append(("flusher to Moesif: at least 20,000 events/s", f"{rate:,.0f}", rate >= 20_000))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    rounds, per_round, seconds, events = (4, 300, 4, 20_000) if args.quick else (10, 1000, 10, 100_000)
+    collector = Collector()
+    try:
+        ip = in_process(collector, rounds, per_round)
+        lb: dict[Any, dict[str, Any]] = {}
+        for fw in FRAMEWORKS:
+            for variant in ("bare", "apimon", "moesif"):
+                lb[(fw, variant)] = loopback.run(fw, variant, ENDPOINTS, seconds, collector)
+                print(
+                    f"loopback {fw} {variant}: "
+                    + ", ".join(f"{ep} {lb[(fw, variant)][ep]['rps']:,.0f} req/s" for ep in ENDPOINTS),
+                    flush=True,
+                )
+    finally:
+        collector.close()
+    fl = flusher(events)
+    text = render(ip, lb, fl, args.quick)
+    Path(args.output).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
