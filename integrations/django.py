@@ -14,6 +14,7 @@ are teed as the server iterates them, never consumed here.
 from __future__ import annotations
 
 import time
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 try:
@@ -29,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django
 
 import apimon
 from apimon.client import Client
-from apimon.environ import snapshot
+from apimon.environ import resolve_environ
 from apimon.record import BodyTee, RawCall
 from apimon.tee import AsyncTeeIterator, TeeIterator, TeeReader
 
@@ -75,7 +76,22 @@ class ApimonMiddleware:
             markcoroutinefunction(self)
         apimon.ensure_client(_options())
         self.auth_installed = apps.is_installed("django.contrib.auth")
-        self.session_cookie = getattr(settings, "SESSION_COOKIE_NAME", "sessionid")
+        session_cookie = getattr(settings, "SESSION_COOKIE_NAME", "sessionid")
+
+        def resolve(raw: RawCall) -> None:
+            # Off the request path: the META copy, then the session cookie from its Cookie header.
+            resolve_environ(raw)
+            header = raw.source.get("HTTP_COOKIE")
+            if header:
+                cookie = SimpleCookie()
+                try:
+                    cookie.load(header)
+                except CookieError:
+                    return
+                if session_cookie in cookie:
+                    raw.session_cookie = cookie[session_cookie].value
+
+        self._resolve = resolve
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
@@ -114,8 +130,8 @@ class ApimonMiddleware:
                 if raw_path:
                     source["RAW_URI"] = raw_path.decode("latin-1")
                 source["wsgi.url_scheme"] = scope.get("scheme") or "http"
-            raw = snapshot(source, time.time())
-            if not client.admit(raw, request):
+            raw = RawCall.deferred(source, self._resolve, time.time())
+            if not (client.admit_all or client.admit(raw, request)):
                 return None
             reader = None
             config = client.config
@@ -189,7 +205,6 @@ class ApimonMiddleware:
             if route:
                 raw.route = "/" + route.lstrip("^").lstrip("/")
             raw.framework_user = self._user_id(request)
-            raw.session_cookie = request.COOKIES.get(self.session_cookie)
         except Exception:
             state.client.counters.incr("internal_errors")
         state.client.complete(raw, request, response)

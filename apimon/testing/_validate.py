@@ -21,8 +21,9 @@ def need(cond: bool, message: str) -> None:
 
 
 def string(obj: dict[str, Any], key: str, where: str, required: bool = True) -> None:
-    if key not in obj:
-        need(not required, f"{where}.{key} is required")
+    if key not in obj or (obj[key] is None and not required):
+        # An optional field may be absent or null (Moesif's own SDKs send nulls).
+        need(key in obj or not required, f"{where}.{key} is required")
         return
     need(isinstance(obj[key], str), f"{where}.{key} must be a string")
     need(obj[key] != "", f"{where}.{key} must not be an empty string (leave it out)")
@@ -41,14 +42,14 @@ def header_map(value: Any, where: str) -> None:
 
 
 def body(section: dict[str, Any], where: str) -> None:
-    if "transfer_encoding" in section:
+    if section.get("transfer_encoding") is not None:
         need(section["transfer_encoding"] == "base64", f"{where}.transfer_encoding can only be base64")
         need(isinstance(section.get("body"), str), f"{where}.body must be a base64 string")
         try:
             base64.b64decode(section["body"], validate=True)
         except binascii.Error:
             raise Invalid(f"{where}.body is not valid base64") from None
-    if "body" in section:
+    if section.get("body") is not None:
         need(section["body"] != "", f"{where}.body must not be an empty string (leave it out)")
 
 
@@ -75,11 +76,11 @@ def moesif_event(event: Any, i: int) -> None:
         body(response, f"{where}.response")
     for key in ("user_id", "company_id", "session_token", "transaction_id", "direction"):
         string(event, key, where, required=False)
-    if "transaction_id" in event:
+    if event.get("transaction_id") is not None:
         need(len(event["transaction_id"]) == 36, f"{where}.transaction_id must be a 36-char UUID")
-    if "metadata" in event:
+    if event.get("metadata") is not None:
         need(isinstance(event["metadata"], dict), f"{where}.metadata must be an object")
-    if "weight" in event:
+    if event.get("weight") is not None:
         need(isinstance(event["weight"], int) and event["weight"] >= 1, f"{where}.weight must be a positive integer")
 
 

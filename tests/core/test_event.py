@@ -227,7 +227,7 @@ def test_compression_bomb_is_bounded_and_marked() -> None:
 def test_body_over_cap_is_left_out_and_marked_with_full_size() -> None:
     big = b"x" * 262_144
     raw = make_raw(resp_headers=[("Content-Type", "text/plain")], resp_body=big, cap=100_000)
-    assert raw.resp_body is not None and raw.resp_body.held == 100_000  # never more than the cap is held
+    assert raw.resp_body is not None and raw.resp_body.held == 0  # over the cap nothing is held
     event = build(raw, max_body_bytes=100_000)
     assert "body" not in event["response"]
     assert event["metadata"] == {"apimon": {"truncated": {"response.body": 262144}}}
@@ -419,3 +419,10 @@ def test_weight_metadata_route_and_company() -> None:
     assert event["weight"] == 4 and event["company_id"] == "acme"
     assert event["request"]["api_version"] == "2.1"
     assert event["metadata"] == {"plan": "pro", "apimon": {"custom": 1, "route": "/items/<id>"}}
+
+
+def test_redaction_sees_through_unicode_escaped_keys() -> None:
+    raw = make_raw(
+        method="POST", req_headers=[("Content-Type", "application/json")], req_body=b'{"pass\\u0077ord": "p", "ok": 1}'
+    )
+    assert build(raw)["request"]["body"] == {"password": "[REDACTED]", "ok": 1}
