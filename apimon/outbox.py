@@ -18,7 +18,7 @@ import time
 
 from apimon._guard import log_once
 from apimon.counters import Counters
-from apimon.sinks import Item, Sink
+from apimon.sinks import Item, Sink, count_outcome
 from apimon.store import Store, StoredCall, StoreError
 
 LEASE_SECONDS = 30.0
@@ -155,9 +155,7 @@ class OutboxShipper:
             self.counters.incr("retried")
             return MAX_BACKOFF
         self.store.mark_shipped([c.id for c in calls if c.id is not None], self.bit)
-        self.counters.incr(self.sink.counter, outcome.delivered)
-        self.counters.incr("dropped_by_sampling", outcome.sampled)
-        self.counters.incr("dropped_no_user", outcome.no_user)
+        count_outcome(self.counters, self.sink.counter, outcome)
         return None
 
     def drain(self, timeout: float) -> bool:

@@ -17,7 +17,7 @@ from apimon.config import Config
 from apimon.counters import Counters
 from apimon.event import build_event
 from apimon.record import RawCall
-from apimon.sinks import Item, Sink
+from apimon.sinks import Item, Sink, count_outcome
 
 # Moesif rejects events over 1 MB; bodies are the only part that can be dropped to fit.
 MAX_EVENT_BYTES = 1_000_000
@@ -62,14 +62,7 @@ class Pipeline:
                         exc_info=True,
                     )
                     continue
-                if outcome.delivered:
-                    self.counters.incr(sink.counter, outcome.delivered)
-                if outcome.failed:
-                    self.counters.incr("failed", outcome.failed)
-                if outcome.retried:
-                    self.counters.incr("retried", outcome.retried)
-                if outcome.evicted:
-                    self.counters.incr("dropped_outbox_full", outcome.evicted)
+                count_outcome(self.counters, sink.counter, outcome)
         for callback in self.after_batch:
             callback()
         if self.config.debug:

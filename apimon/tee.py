@@ -8,7 +8,7 @@ keep their timing.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from typing import Any
 
 from apimon.record import BodyTee, RawCall
@@ -76,7 +76,28 @@ class TeeReader:
             return
 
 
-class TeeIterator:
+class _Tee:
+    """What the sync and async response tees share: ending the event exactly once."""
+
+    __slots__ = ("_inner", "_raw", "_on_end", "_done")
+
+    def __init__(self, inner: Any, raw: RawCall, on_end: Callable[[bool], None]) -> None:
+        self._inner = inner
+        self._raw = raw
+        self._on_end = on_end
+        self._done = False
+
+    def _end(self, complete: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._raw.end = time.time()
+        if self._raw.resp_body is not None:
+            self._raw.resp_body.complete = complete
+        self._on_end(complete)
+
+
+class TeeIterator(_Tee):
     """A response body iterable passed through chunk by chunk, never drained or buffered.
 
     ``on_end(complete)`` runs exactly once: with True when the iterable is exhausted, with False
@@ -84,13 +105,7 @@ class TeeIterator:
     always forwarded to the inner iterable.
     """
 
-    __slots__ = ("_inner", "_raw", "_on_end", "_done")
-
-    def __init__(self, inner: Iterable[bytes], raw: RawCall, on_end: Callable[[bool], None]) -> None:
-        self._inner = inner
-        self._raw = raw
-        self._on_end = on_end
-        self._done = False
+    __slots__ = ()
 
     def __iter__(self) -> Iterator[bytes]:
         # A generator resumes in C: cheaper per chunk than a __next__ method raising StopIteration.
@@ -119,33 +134,23 @@ class TeeIterator:
         finally:
             self._end(False)
 
-    def _end(self, complete: bool) -> None:
-        if self._done:
-            return
-        self._done = True
-        self._raw.end = time.time()
-        if self._raw.resp_body is not None:
-            self._raw.resp_body.complete = complete
-        self._on_end(complete)
-
 
 class SizedTeeIterator(TeeIterator):
     # Servers look at len() of a list/tuple response to set Content-Length; keep that visible.
     __slots__ = ()
 
     def __len__(self) -> int:
-        return len(self._inner)  # type: ignore[arg-type]
+        return len(self._inner)
 
 
-class AsyncTeeIterator:
+class AsyncTeeIterator(_Tee):
     """The async twin of :class:`TeeIterator`, for async streaming responses (Django ASGI)."""
 
+    __slots__ = ("_iter",)
+
     def __init__(self, inner: AsyncIterable[bytes], raw: RawCall, on_end: Callable[[bool], None]) -> None:
-        self._inner = inner
+        super().__init__(inner, raw, on_end)
         self._iter: AsyncIterator[bytes] | None = None
-        self._raw = raw
-        self._on_end = on_end
-        self._done = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
@@ -175,11 +180,7 @@ class AsyncTeeIterator:
         finally:
             self._end(False)
 
-    def _end(self, complete: bool) -> None:
-        if self._done:
-            return
-        self._done = True
-        self._raw.end = time.time()
-        if self._raw.resp_body is not None:
-            self._raw.resp_body.complete = complete
-        self._on_end(complete)
+    def close(self) -> None:
+        # Django calls close() on a streaming response when the server is done with it, even
+        # when the client left before the first chunk: the event still ends.
+        self._end(False)

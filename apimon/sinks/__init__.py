@@ -61,6 +61,20 @@ class Outcome:
     evicted: int = 0  # durable outbox: undelivered calls dropped past its size bound
 
 
+def count_outcome(counters: Any, counter: str, outcome: Outcome) -> None:
+    """Add an outcome to the stats: deliveries under ``counter``, losses under their reasons."""
+    for name, n in (
+        (counter, outcome.delivered),
+        ("failed", outcome.failed),
+        ("retried", outcome.retried),
+        ("dropped_by_sampling", outcome.sampled),
+        ("dropped_no_user", outcome.no_user),
+        ("dropped_outbox_full", outcome.evicted),
+    ):
+        if n:
+            counters.incr(name, n)
+
+
 class Sink(abc.ABC):
     """A destination. ``counter`` names the stats counter its deliveries add to (``stored``/``sent``)."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from apimon._guard import log_once
 from apimon.counters import Counters
-from apimon.sinks import Item, Outcome, Sink
+from apimon.sinks import Item, Outcome, Sink, count_outcome
 
 
 class ThreadedSink(Sink):
@@ -86,12 +86,7 @@ class ThreadedSink(Sink):
                 self._working = True
             try:
                 if what == "events":
-                    outcome = self.inner.send(a)
-                    self.counters.incr(self.counter, outcome.delivered)
-                    self.counters.incr("failed", outcome.failed)
-                    self.counters.incr("retried", outcome.retried)
-                    self.counters.incr("dropped_by_sampling", outcome.sampled)
-                    self.counters.incr("dropped_no_user", outcome.no_user)
+                    count_outcome(self.counters, self.counter, self.inner.send(a))
                 else:
                     self.inner.send_profiles(a, b)
             except Exception:

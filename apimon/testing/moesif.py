@@ -25,12 +25,9 @@ class FakeMoesif(FakeServer):
     ``.rejections``), a batch over 12 MB 413. Set ``.config`` to change what ``/v1/config`` returns.
     """
 
-    def __init__(self, application_id: str = "apimon-test-app", strict: bool = True) -> None:
+    def __init__(self, application_id: str = "apimon-test-app") -> None:
         super().__init__()
         self.application_id = application_id
-        # strict=False accepts any well-formed JSON array: the benchmarks count what Moesif's own
-        # SDKs send, which the seed would reject (e.g. transfer_encoding "json").
-        self.strict = strict
         self.events: list[dict[str, Any]] = []
         self.users: list[dict[str, Any]] = []
         self.companies: list[dict[str, Any]] = []
@@ -67,7 +64,7 @@ class FakeMoesif(FakeServer):
                 raise Invalid("the body is not valid JSON") from None
             need(isinstance(items, list), "the body must be a JSON array")
             kind = targets[request.path]
-            for i, item in enumerate(items if self.strict else []):
+            for i, item in enumerate(items):
                 if kind == "events":
                     moesif_event(item, i)
                 else:
