@@ -8,15 +8,12 @@ import http.client
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 
-from apimon.serverproc import ServerProcess, free_port, gunicorn_command
 from apimon.testing import FakeMoEngage, FakeMoesif
-from tests.conftest import REPO
 from tests.httpcheck import exchange
+from tests.reliability.harness import flask_server, stats
 
 pytest.importorskip("flask")
 pytest.importorskip("gunicorn")
@@ -24,41 +21,9 @@ pytest.importorskip("gunicorn")
 JWT = "eyJhbGciOiJub25lIn0." + base64.urlsafe_b64encode(b'{"sub":"cust-1"}').decode().rstrip("=") + ".sig"
 
 
-def _server(tmp: Path, name: str, env: dict[str, str]) -> ServerProcess:
-    port = free_port()
-    return ServerProcess(
-        gunicorn_command("sample_apps.flask_app.app:app", port),
-        port,
-        env={"PYTHONPATH": str(REPO), **env},
-        cwd=str(REPO),
-        log_path=str(tmp / f"{name}.log"),
-    )
-
-
-def _stats(port: int) -> dict[str, int]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", "/_apimon/stats")
-    stats: dict[str, int] = orjson.loads(conn.getresponse().read())
-    conn.close()
-    return stats
-
-
-def _vendor_env(moesif: FakeMoesif | None, moe: FakeMoEngage | None, **options: Any) -> dict[str, str]:
-    env = {"APIMON_SAMPLE_OPTIONS": orjson.dumps(options).decode()}
-    if moesif is not None:
-        env |= {"APIMON_MOESIF_APPLICATION_ID": moesif.application_id, "APIMON_MOESIF_BASE_URL": moesif.url}
-    if moe is not None:
-        env |= {
-            "APIMON_MOENGAGE_WORKSPACE_ID": moe.workspace_id,
-            "APIMON_MOENGAGE_API_KEY": moe.api_key,
-            "APIMON_MOENGAGE_BASE_URL": moe.url,
-        }
-    return env
-
-
 def test_both_vendors_field_by_field(tmp_path: Path) -> None:
     with FakeMoesif() as moesif, FakeMoEngage() as moe:
-        server = _server(tmp_path, "both", _vendor_env(moesif, moe))
+        server = flask_server(tmp_path, "both", moesif=moesif, moengage=moe)
         with server:
             auth = [("Authorization", f"Bearer {JWT}")]
             created = exchange(
@@ -119,8 +84,8 @@ def _median_latency(port: int, n: int) -> float:
 def test_collector_down_for_the_whole_run_costs_the_app_nothing(tmp_path: Path) -> None:
     with FakeMoesif() as fast, FakeMoesif() as gone:
         gone.down()  # nothing listens there for the whole run: every connection is refused
-        healthy = _server(tmp_path, "healthy", _vendor_env(fast, None, retry_deadline=1.0))
-        broken = _server(tmp_path, "broken", _vendor_env(gone, None, retry_deadline=1.0))
+        healthy = flask_server(tmp_path, "healthy", moesif=fast, options={"retry_deadline": 1.0})
+        broken = flask_server(tmp_path, "broken", moesif=gone, options={"retry_deadline": 1.0})
         with healthy, broken:
             ratios = []
             for _ in range(5):  # alternate which one goes first
@@ -129,10 +94,10 @@ def test_collector_down_for_the_whole_run_costs_the_app_nothing(tmp_path: Path) 
                 ratios.append(b / a)
             ratio = statistics.median(ratios)
             deadline = time.monotonic() + 30
-            while (stats := _stats(broken.port))["queued"] and time.monotonic() < deadline:
+            while (final := stats(broken.port))["queued"] and time.monotonic() < deadline:
                 time.sleep(0.5)
         assert ratio < 1.3, f"requests got {ratio:.2f}x slower with the collector down"
-        assert stats["sent"] == 0 and stats["queued"] == 0
+        assert final["sent"] == 0 and final["queued"] == 0
         # Every call is accounted for: all of them failed, none was lost silently.
         # 5 rounds of 60 calls, plus the readiness probe.
-        assert stats["captured"] == 301 and stats["failed"] == 301 and stats["skipped"] >= 1
+        assert final["captured"] == 301 and final["failed"] == 301 and final["skipped"] >= 1
