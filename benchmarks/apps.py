@@ -30,14 +30,22 @@ def moesif_settings() -> dict[str, Any]:
     return {"APPLICATION_ID": APP_ID, "BASE_URI": collector(), "LOG_BODY": True}
 
 
+def _apimon(variant: str) -> dict[str, Any]:
+    options = apimon_options()
+    if variant == "apimon-path":
+        # The request path alone: every event is dropped at the queue, the flusher stays idle.
+        options["max_queue"] = 1
+    return options
+
+
 def flask_app(variant: str) -> Any:
     from sample_apps.flask_app.app import create_app
 
     app = create_app()
-    if variant == "apimon":
+    if variant.startswith("apimon"):
         from apimon.integrations.wsgi import ApimonMiddleware
 
-        app.wsgi_app = ApimonMiddleware(app.wsgi_app, **apimon_options())  # type: ignore[method-assign]
+        app.wsgi_app = ApimonMiddleware(app.wsgi_app, **_apimon(variant))  # type: ignore[method-assign]
     elif variant == "moesif":
         from moesifwsgi import MoesifMiddleware
 
@@ -51,10 +59,10 @@ def starlette_app(variant: str) -> Any:
     from sample_apps.starlette_app.app import routes
 
     app = Starlette(routes=routes)
-    if variant == "apimon":
+    if variant.startswith("apimon"):
         from apimon.integrations.starlette import ApimonMiddleware
 
-        app.add_middleware(ApimonMiddleware, **apimon_options())
+        app.add_middleware(ApimonMiddleware, **_apimon(variant))
     elif variant == "moesif":
         from moesifasgi import MoesifMiddleware
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from benchmarks.apps import apimon_options, moesif_settings
+from benchmarks.apps import _apimon, moesif_settings
 
 SECRET_KEY = "bench"
 DEBUG = False
@@ -18,8 +18,9 @@ _VARIANT = os.environ.get("BENCH_VARIANT", "bare")
 MIDDLEWARE = {
     "bare": [],
     "apimon": ["apimon.integrations.django.ApimonMiddleware"],
+    "apimon-path": ["apimon.integrations.django.ApimonMiddleware"],
     "moesif": ["moesifdjango.middleware.moesif_middleware"],
 }[_VARIANT]
-APIMON = apimon_options()
+APIMON = _apimon(_VARIANT)
 MOESIF_MIDDLEWARE = moesif_settings()
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "ERROR"}}

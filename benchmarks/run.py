@@ -173,13 +173,16 @@ def render(
     ]
     for fw in FRAMEWORKS:
         bare = lb.get((fw, "bare"))
-        for variant in ("bare", "apimon", "moesif"):
+        for variant in ("bare", "apimon", "apimon-path", "moesif"):
             r = lb.get((fw, variant))
             if not r or not bare:
                 continue
             for ep in ENDPOINTS:
                 x, b = r[ep], bare[ep]
-                delivered = "-" if variant == "bare" else f"{min(100.0, r['delivered'] / r['served'] * 100):.0f}%"
+                if variant in ("bare", "apimon-path"):
+                    delivered = "-"
+                else:
+                    delivered = f"{min(100.0, r['delivered'] / r['served'] * 100):.0f}%"
                 lines.append(
                     f"| {fw} | {variant} | {ep} | {x['rps']:,.0f} | {x['rps'] / b['rps'] * 100:.0f}% "
                     f"| {x['p50_ms']:.2f} "
@@ -265,7 +268,7 @@ def main() -> int:
         ip = in_process(collector, rounds, per_round)
         lb: dict[Any, dict[str, Any]] = {}
         for fw in FRAMEWORKS:
-            for variant in ("bare", "apimon", "moesif"):
+            for variant in ("bare", "apimon", "apimon-path", "moesif"):
                 lb[(fw, variant)] = loopback.run(fw, variant, ENDPOINTS, seconds, collector)
                 print(
                     f"loopback {fw} {variant}: "
