@@ -154,10 +154,11 @@ def test_both_destinations_and_the_store_at_once(moesif: FakeMoesif, tmp_path: o
             flush_interval=0.05,
         )
         fast_retries(client)
-        moe.delay = 0.5  # a slow MoEngage must not hold up Moesif or the store
+        moe.delay = 2.0  # a slow MoEngage must not hold up Moesif or the store
         capture(client, 3)
         deadline = time.monotonic() + 5
-        while len(moesif.events) < 3 and time.monotonic() < deadline:
+        # The store is written by the flusher, Moesif by its own worker: wait for both.
+        while (len(moesif.events) < 3 or Store(db).count() < 3) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert len(moesif.events) == 3 and Store(db).count() == 3 and moe.events == []
         assert client.flush(10)
