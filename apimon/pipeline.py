@@ -17,7 +17,7 @@ from apimon.config import Config
 from apimon.counters import Counters
 from apimon.event import build_event
 from apimon.record import RawCall
-from apimon.sinks import Item, Sink, count_outcome
+from apimon.sinks import Item, Sink, count_outcome, sink_raised
 
 # Moesif rejects events over 1 MB; bodies are the only part that can be dropped to fit.
 MAX_EVENT_BYTES = 1_000_000
@@ -53,14 +53,7 @@ class Pipeline:
                 try:
                     outcome = sink.send(chunk)
                 except Exception:
-                    self.counters.incr("internal_errors")
-                    self.counters.incr("failed", len(chunk))
-                    log_once(
-                        f"sink-{sink.name}",
-                        "apimon: the %s sink raised; its batch is counted as failed",
-                        sink.name,
-                        exc_info=True,
-                    )
+                    sink_raised(self.counters, sink.name, len(chunk))
                     continue
                 count_outcome(self.counters, sink.counter, outcome)
         for callback in self.after_batch:

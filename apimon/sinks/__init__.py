@@ -75,6 +75,16 @@ def count_outcome(counters: Any, counter: str, outcome: Outcome) -> None:
             counters.incr(name, n)
 
 
+def sink_raised(counters: Any, name: str, events: int) -> None:
+    """A sink raised instead of reporting an outcome: count the batch as failed, log once."""
+    from apimon._guard import log_once
+
+    counters.incr("internal_errors")
+    if events:
+        counters.incr("failed", events)
+    log_once(f"sink-{name}", "apimon: the %s sink raised; its batch is counted as failed", name, exc_info=True)
+
+
 class Sink(abc.ABC):
     """A destination. ``counter`` names the stats counter its deliveries add to (``stored``/``sent``)."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from apimon._guard import log_once
 from apimon.counters import Counters
-from apimon.sinks import Item, Outcome, Sink, count_outcome
+from apimon.sinks import Item, Outcome, Sink, count_outcome, sink_raised
 
 
 class ThreadedSink(Sink):
@@ -90,15 +90,7 @@ class ThreadedSink(Sink):
                 else:
                     self.inner.send_profiles(a, b)
             except Exception:
-                self.counters.incr("internal_errors")
-                if what == "events":
-                    self.counters.incr("failed", len(a))
-                log_once(
-                    f"sink-{self.name}",
-                    "apimon: the %s sink raised; its batch is counted as failed",
-                    self.name,
-                    exc_info=True,
-                )
+                sink_raised(self.counters, self.name, len(a) if what == "events" else 0)
             finally:
                 with self._cond:
                     self._pending -= self._busy
