@@ -38,6 +38,20 @@ class TeeReader:
             self._tee.complete = True
         return self._seen(data)
 
+    def readinto(self, buffer: Any) -> int:
+        # Werkzeug 3 reads through readinto whenever the stream has one (its dev server, waitress,
+        # BytesIO); forwarding it untouched through __getattr__ would let the body bypass the tee.
+        inner = getattr(self._stream, "readinto", None)
+        if inner is None:
+            data = self._stream.read(len(buffer))
+            n = len(data)
+            buffer[:n] = data
+        else:
+            n = inner(buffer) or 0
+        with memoryview(buffer) as view:
+            self._seen(bytes(view[:n]))
+        return n
+
     def readline(self, *args: Any) -> bytes:
         return self._seen(self._stream.readline(*args))
 

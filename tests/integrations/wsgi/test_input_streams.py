@@ -1,0 +1,120 @@
+"""Request bodies are captured whatever read method the framework uses on ``wsgi.input``.
+
+Werkzeug 3 reads through ``readinto`` when the server's stream has one (its own dev server's
+buffered socket file, waitress, a ``BytesIO``), and gunicorn's body has none, so the gunicorn
+tests alone cannot see a tee that misses ``readinto``. These run Flask under Werkzeug's real
+dev server on 127.0.0.1, with and without apimon, and compare the client's bytes too.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+import apimon
+from apimon.client import Client
+from apimon.config import Config
+from apimon.record import BodyTee
+from apimon.tee import TeeReader
+from tests.conftest import ListSink
+from tests.httpcheck import exchange
+
+pytest.importorskip("flask")
+serving = pytest.importorskip("werkzeug.serving")
+
+BODY = orjson.dumps({"name": "widget", "qty": 3, "pad": "x" * 3000})
+
+
+class Served:
+    def __init__(self, app: Any) -> None:
+        self.server = serving.make_server("127.0.0.1", 0, app, threaded=True)
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+@pytest.fixture()
+def sink() -> Iterator[ListSink]:
+    sink = ListSink()
+    apimon._client = Client(Config.from_options({"flush_interval": 0.05}), sinks=[sink])
+    yield sink
+
+
+def _apps() -> tuple[Any, Any]:
+    from apimon.integrations.wsgi import ApimonMiddleware
+
+    from sample_apps.flask_app.app import create_app
+
+    bare, monitored = create_app(), create_app()
+    monitored.wsgi_app = ApimonMiddleware(monitored.wsgi_app)  # type: ignore[method-assign]
+    return bare, monitored
+
+
+def test_flask_body_read_through_readinto_is_captured(sink: ListSink) -> None:
+    bare, monitored = _apps()
+    headers = [("Content-Type", "application/json")]
+    with Served(monitored) as m, Served(bare) as b:
+        got = exchange(m.port, "POST", "/echo", BODY, headers)
+        want = exchange(b.port, "POST", "/echo", BODY, headers)
+    assert (got.status, got.body) == (want.status, want.body) == (200, BODY)
+    assert apimon.flush(5)
+    (event,) = sink.events
+    assert event["request"]["body"] == orjson.loads(BODY)
+    assert event["response"]["body"] == orjson.loads(BODY)
+    assert "metadata" not in event or "truncated" not in event["metadata"].get("apimon", {})
+
+
+def test_form_post_read_through_readinto_is_captured(sink: ListSink) -> None:
+    bare, monitored = _apps()
+    form = b"name=widget&qty=3&password=hunter2"
+    headers = [("Content-Type", "application/x-www-form-urlencoded")]
+    with Served(monitored) as m, Served(bare) as b:
+        got = exchange(m.port, "POST", "/form", form, headers)
+        want = exchange(b.port, "POST", "/form", form, headers)
+    assert (got.status, got.body) == (want.status, want.body)
+    assert apimon.flush(5)
+    (event,) = sink.events
+    assert event["request"]["body"] == "name=widget&qty=3&password=[REDACTED]"
+
+
+def test_readinto_fills_the_callers_buffer_and_the_tee() -> None:
+    data = b"0123456789" * 10
+    tee = BodyTee(1000)
+    reader = TeeReader(io.BytesIO(data), tee, len(data))
+    buf = bytearray(64)
+    assert reader.readinto(buf) == 64
+    assert bytes(buf) == data[:64]
+    view = memoryview(bytearray(64))
+    assert reader.readinto(view) == 36
+    assert bytes(view[:36]) == data[64:]
+    assert tee.data() == data and tee.complete
+
+
+def test_readinto_on_a_stream_without_it_uses_read() -> None:
+    class ReadOnly:
+        def __init__(self, data: bytes) -> None:
+            self._data = io.BytesIO(data)
+
+        def read(self, n: int = -1) -> bytes:
+            return self._data.read(n)
+
+    tee = BodyTee(1000)
+    reader = TeeReader(ReadOnly(b"abcdef"), tee, 6)
+    buf = bytearray(4)
+    assert reader.readinto(buf) == 4 and bytes(buf) == b"abcd"
+    assert reader.readinto(buf) == 2 and bytes(buf[:2]) == b"ef"
+    assert reader.readinto(buf) == 0
+    assert tee.data() == b"abcdef" and tee.complete
