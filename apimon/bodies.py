@@ -107,9 +107,7 @@ def classify(
     if is_json(mtype):
         parsed = _parse_json(decoded)
         if parsed is not _INVALID:
-            # Walk a large value only when a field to redact can be in it at all (a C-speed search);
-            # a small one is cheaper to walk than to search.
-            if redact_fields and (len(decoded) < 1024 or _mentions(decoded, redact_fields)):
+            if redact_fields and _may_hold_fields(decoded, redact_fields):
                 redact_json(parsed, redact_fields)
             return Body(parsed)
     if mtype == "multipart/form-data":
@@ -142,19 +140,31 @@ def _parse_json(data: bytes) -> Any:
 
 
 @lru_cache(maxsize=8)
-def _encoded(fields: frozenset[str]) -> tuple[bytes, ...]:
-    return tuple(f.encode() for f in fields)
+def _needles(fields: frozenset[str]) -> tuple[bytes, ...]:
+    # A name that contains another name needs no search of its own ("client_secret" holds
+    # "secret"): the default 16 names are 12 needles.
+    return tuple(f.encode() for f in fields if not any(g != f and g in f for g in fields))
 
 
-def _mentions(data: bytes, fields: frozenset[str]) -> bool:
-    # bytes.lower() and `in` run in C: ~1 us for 16 names, against ~6 us for one IGNORECASE regex.
+# Measured on CPython 3.11 (x86_64): the walk costs ~0.17 us a key, the search ~0.6 ns a byte per
+# needle, so a key costs as much as ~300 bytes of one needle's search.
+_KEY_COST_IN_BYTES = 300
+
+
+def _may_hold_fields(data: bytes, fields: frozenset[str]) -> bool:
+    """False only when no key of the JSON ``data`` can be one of ``fields``: then the redaction
+    walk is skipped. Whichever is cheaper for this body decides: walking it (cost by the number of
+    keys, which ``count(b":")`` bounds) or a C-speed search for the names in its bytes."""
+    needles = _needles(fields)
+    if data.count(b":") * _KEY_COST_IN_BYTES <= len(data) * len(needles):
+        return True  # few keys for its size (long strings, blobs): the walk is the cheaper check
     if b"\\u" in data:
-        return True  # an escaped key ("pass\u0077ord") could hide a name: walk to be sure
+        return True  # an escaped key ("pass\\u0077ord") could hide a name: walk to be sure
     lowered = data.lower()
-    for name in _encoded(fields):
-        if name in lowered:
-            return True
-    return False
+    return any(name in lowered for name in needles)
+
+
+_CONTAINERS = (dict, list)
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
@@ -164,9 +174,9 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
         if depth > limit:
             return True
         if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+            stack.extend((v, depth + 1) for v in item.values() if type(v) in _CONTAINERS)
         elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+            stack.extend((v, depth + 1) for v in item if type(v) in _CONTAINERS)
     return False
 
 

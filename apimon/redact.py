@@ -11,21 +11,26 @@ from apimon.headers import REDACTED
 def redact_json(value: Any, fields: frozenset[str]) -> Any:
     """Replace, in place, the value of every object key in ``fields`` (lower-case); returns ``value``.
 
+    ``value`` comes from ``orjson.loads``: containers are exactly ``dict`` and ``list`` and keys
+    are ``str``, so exact type checks replace ``isinstance`` (a third of the cost per key).
     Iterative, so a deeply nested body cannot exhaust the interpreter's recursion limit.
     """
     if not fields:
         return value
     stack: list[Any] = [value]
+    pop, push = stack.pop, stack.append
     while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
+        item = pop()
+        if type(item) is dict:
             for key, child in item.items():
-                if isinstance(key, str) and key.lower() in fields:
+                if key.lower() in fields:
                     item[key] = REDACTED
-                elif isinstance(child, dict | list):
-                    stack.append(child)
-        elif isinstance(item, list):
-            stack.extend(child for child in item if isinstance(child, dict | list))
+                elif type(child) is dict or type(child) is list:
+                    push(child)
+        elif type(item) is list:
+            for child in item:
+                if type(child) is dict or type(child) is list:
+                    push(child)
     return value
 
 

@@ -42,7 +42,7 @@ class ApimonMiddleware:
     def __init__(self, app: WSGIApplication, **options: Any) -> None:
         self.app = app
         apimon.ensure_client(options)
-        self._resolve = _resolver_for(app)
+        self._resolve, self._route_at_start = _resolver_for(app)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         client = apimon._client
@@ -59,6 +59,7 @@ class ApimonMiddleware:
             return self.app(environ, start_response)
 
         config = client.config
+        route_at_start = self._route_at_start
         reader: TeeReader | None = None
         if config.log_body:
             cap = config.max_body_bytes
@@ -80,6 +81,8 @@ class ApimonMiddleware:
             except ValueError:
                 raw.status = 0
             raw.resp_headers = list(headers)
+            if route_at_start is not None:
+                raw.route = route_at_start(environ)
             write = start_response(status, headers, exc_info)
             tee = raw.resp_body
             if tee is None:
@@ -111,13 +114,17 @@ class ApimonMiddleware:
         return cls(inner, raw, _on_end)
 
 
-def _resolver_for(app: object) -> Callable[[RawCall], None]:
-    """How a call's request fields are read, off the request path: the environ, plus the
-    framework's own route template when the glue knows the framework. Flask is detected by
-    module name, so no framework is imported here."""
+RouteAtStart = Callable[[dict[str, Any]], "str | None"]
+
+
+def _resolver_for(app: object) -> tuple[Callable[[RawCall], None], RouteAtStart | None]:
+    """How a call's request fields are read, off the request path (the environ, plus the
+    framework's own route template when the glue knows the framework), and how the glue reads the
+    route inside ``start_response``. Flask is detected by module name, so no framework is
+    imported here."""
     owner = getattr(app, "__self__", app)
     if type(owner).__module__.partition(".")[0] == "flask":
-        from apimon.integrations.flask import resolver_for
+        from apimon.integrations.flask import resolver_for, route_at_start
 
         framework = resolver_for(owner)
         if framework is not None:
@@ -126,5 +133,5 @@ def _resolver_for(app: object) -> Callable[[RawCall], None]:
                 resolve_environ(raw)
                 framework(raw)
 
-            return resolve
-    return resolve_environ
+            return resolve, route_at_start
+    return resolve_environ, None

@@ -6,10 +6,14 @@ import base64
 import gzip
 import uuid
 import zlib
+from typing import Any
 
+import orjson
 import pytest
 
+from apimon.config import Config
 from apimon.event import build_uri, iso_ms
+from apimon.redact import redact_json
 from tests.factories import T0, build, make_raw, tee
 
 
@@ -426,3 +430,28 @@ def test_redaction_sees_through_unicode_escaped_keys() -> None:
         method="POST", req_headers=[("Content-Type", "application/json")], req_body=b'{"pass\\u0077ord": "p", "ok": 1}'
     )
     assert build(raw)["request"]["body"] == {"password": "[REDACTED]", "ok": 1}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Few keys for its size: checked by walking the parsed value.
+        {"blob": "A" * 50_000, "nested": {"note": "x" * 5000, "Client_Secret": "s"}},
+        # Many keys for its size: checked by searching the bytes first, the secret buried deep.
+        {"rows": [{f"k{j}": j for j in range(10)} for _ in range(300)] + [{"deep": [{"cvc": "123"}]}]},
+    ],
+    ids=["long-strings", "key-dense"],
+)
+def test_body_redaction_holds_whatever_the_body_shape(body: Any) -> None:
+    data = orjson.dumps(body)
+    raw = make_raw(method="POST", req_headers=[("Content-Type", "application/json")], req_body=data)
+    got = build(raw)["request"]["body"]
+    text = orjson.dumps(got)
+    assert b"[REDACTED]" in text and b'"s"' not in text and b'"123"' not in text
+    assert got == redact_json(orjson.loads(data), Config.from_options({}).redact_body_fields)
+
+
+def test_key_dense_body_without_secrets_is_unchanged() -> None:
+    body = [{"id": i, "name": f"w{i}", "qty": i} for i in range(500)]
+    raw = make_raw(method="POST", req_headers=[("Content-Type", "application/json")], req_body=orjson.dumps(body))
+    assert build(raw)["request"]["body"] == body
