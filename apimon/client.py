@@ -49,6 +49,7 @@ class Client:
             shipper.start()
         self.flusher = Flusher(
             self.pipeline.handle,
+            prepare=self.pipeline.prepare,
             max_queue=config.max_queue,
             batch_size=config.batch_size,
             flush_interval=config.flush_interval,

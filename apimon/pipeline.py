@@ -33,11 +33,21 @@ class Pipeline:
         # Called after each batch reached the sinks (the durable outbox wakes its shippers).
         self.after_batch: list[Callable[[], None]] = []
 
+    def prepare(self, entry: Any) -> Any:
+        """The flusher's per-item step: a raw call becomes its encoded :class:`Item` (None when it
+        is dropped, counted here); user and company updates pass through."""
+        if isinstance(entry, RawCall):
+            return self._prepare(entry)
+        return entry
+
     def handle(self, batch: list[Any]) -> None:
+        """Deliver a batch of prepared items (raw calls are prepared here first) to every sink."""
         items: list[Item] = []
         profiles: dict[str, list[dict[str, Any]]] = {}
         for entry in batch:
-            if isinstance(entry, RawCall):
+            if isinstance(entry, Item):
+                items.append(entry)
+            elif isinstance(entry, RawCall):
                 item = self._prepare(entry)
                 if item is not None:
                     items.append(item)

@@ -167,3 +167,94 @@ def test_profiles_are_queued_for_sinks() -> None:
     ]
     with pytest.raises(ValueError):
         apimon.update_user("")
+
+
+class _Recorder:
+    """prepare/handle pair that records what the flusher did, on which thread."""
+
+    def __init__(self) -> None:
+        self.prepared: list[int] = []
+        self.batches: list[list[str]] = []
+        self.lock = threading.Lock()
+
+    def prepare(self, item: int) -> str | None:
+        with self.lock:
+            self.prepared.append(item)
+        if item < 0:
+            return None  # a dropped item
+        if item == 13:
+            raise RuntimeError("a bug in preparing")
+        return f"built-{item}"
+
+    def handle(self, batch: list[str]) -> None:
+        with self.lock:
+            self.batches.append(list(batch))
+
+
+def _wait_until(check: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_items_are_prepared_as_they_arrive_and_handled_in_full_batches() -> None:
+    rec = _Recorder()
+    flusher = Flusher(rec.handle, prepare=rec.prepare, max_queue=1_000, batch_size=100, flush_interval=60)
+    for i in range(20):
+        flusher.put(100 + i)
+    # 20 queued is past the build chunk (16): preparing starts long before a batch is full...
+    assert _wait_until(lambda: len(rec.prepared) >= 16)
+    assert rec.batches == []  # ...and nothing is handed on until one is (or it is due)
+    assert flusher.pending == 20
+    for i in range(230):
+        flusher.put(200 + i)
+    assert flusher.flush(5.0)
+    assert [len(b) for b in rec.batches] == [100, 100, 50]
+    assert [x for b in rec.batches for x in b] == [f"built-{i}" for i in [*range(100, 120), *range(200, 430)]]
+    assert flusher.pending == 0
+    flusher.shutdown(1.0)
+
+
+def test_a_partial_batch_is_handed_on_after_flush_interval() -> None:
+    rec = _Recorder()
+    flusher = Flusher(rec.handle, prepare=rec.prepare, max_queue=1_000, batch_size=100, flush_interval=0.2)
+    t0 = time.monotonic()
+    for i in range(30):
+        flusher.put(i + 100)
+    assert _wait_until(lambda: rec.batches, timeout=3.0)
+    waited = time.monotonic() - t0
+    assert [len(b) for b in rec.batches] == [30]
+    assert 0.15 <= waited < 2.0
+    flusher.shutdown(1.0)
+
+
+def test_dropped_and_failing_prepares_are_accounted_for() -> None:
+    rec = _Recorder()
+    errors: list[int] = []
+    flusher = Flusher(
+        rec.handle,
+        prepare=rec.prepare,
+        max_queue=100,
+        batch_size=10,
+        flush_interval=60,
+        on_internal_error=lambda: errors.append(1),
+    )
+    for item in [1, -1, 13, 2, -2, 3]:
+        flusher.put(item)
+    assert flusher.flush(5.0)  # the dropped (-1, -2) and the failed (13) ones count as done
+    assert rec.batches == [["built-1", "built-2", "built-3"]]
+    assert errors == [1]
+    assert flusher.pending == 0
+    flusher.shutdown(1.0)
+
+
+def test_flush_with_no_worker_prepares_and_hands_on_inline() -> None:
+    rec = _Recorder()
+    flusher = Flusher(rec.handle, prepare=rec.prepare, max_queue=1_000, batch_size=4, flush_interval=60)
+    flusher._queue.extend(range(100, 110))  # as if queued before the worker could start
+    assert flusher.flush(1.0)
+    assert [len(b) for b in rec.batches] == [4, 4, 2]
+    assert rec.batches[0][0] == "built-100"
