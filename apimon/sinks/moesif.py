@@ -3,7 +3,6 @@ batches, and Moesif's dynamic sampling from ``/v1/config``."""
 
 from __future__ import annotations
 
-import gzip
 import random
 import threading
 import time
@@ -13,6 +12,7 @@ from typing import Any
 import orjson
 
 from apimon._guard import log_once
+from apimon.compress import gzip_compress
 from apimon.config import Config
 from apimon.event import iso_ms
 from apimon.sinks import Item, Outcome, Sink
@@ -20,9 +20,6 @@ from apimon.transport import NetworkError, RetryPolicy, Transport, send_with_ret
 
 MAX_REQUEST_BYTES = 12 * 1024 * 1024  # the seed's limit for one batch, uncompressed
 CONFIG_REFRESH = 300.0
-# Measured on 100-event batches (benchmarks, TRANSPORT.md): level 1 costs ~10 us an event against
-# ~38 us at level 6, for a 4.6x instead of 6.4x ratio. CPU on the host matters more than bytes.
-GZIP_LEVEL = 1
 
 
 class Sampling:
@@ -129,9 +126,7 @@ class MoesifSink(Sink):
         )
 
     def _post(self, path: str, body: bytes) -> Any:
-        return self.transport.request(
-            "POST", path, gzip.compress(body, GZIP_LEVEL, mtime=0), {"Content-Encoding": "gzip"}
-        )
+        return self.transport.request("POST", path, gzip_compress(body), {"Content-Encoding": "gzip"})
 
     # -- users and companies ------------------------------------------------------------------
 
