@@ -55,10 +55,12 @@ def _candidates(forwarded_for: str | None, real_ip: str | None, forwarded: str |
                     yield value
 
 
+@lru_cache(maxsize=4096)
 def client_ip(forwarded_for: str | None, real_ip: str | None, forwarded: str | None, peer: str | None) -> str | None:
     """First public IP from the proxy headers; else their first valid IP; else the peer; else None.
 
-    Invalid values are ignored, never shipped.
+    Invalid values are ignored, never shipped. Memoised: a client sends the same headers call
+    after call, and formatting an address alone costs a microsecond.
     """
     first_valid: _Addr | None = None
     for token in _candidates(forwarded_for, real_ip, forwarded):
