@@ -113,6 +113,36 @@ def in_process(collector: Collector, rounds: int, per_round: int) -> dict[tuple[
     return out
 
 
+LOOPBACK_VARIANTS = ["bare", "apimon", "apimon-path", "moesif"]
+
+
+def loopback_rounds(fw: str, rounds: int, seconds: int, collector: Collector) -> dict[Any, dict[str, Any]]:
+    """Every variant ``rounds`` times, the order reversed every other round (the machine's speed
+    drifts over minutes); each figure is the median over the rounds, delivered counts the sum."""
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in LOOPBACK_VARIANTS}
+    for r in range(rounds):
+        order = LOOPBACK_VARIANTS if r % 2 == 0 else LOOPBACK_VARIANTS[::-1]
+        for variant in order:
+            result = loopback.run(fw, variant, ENDPOINTS, seconds, collector)
+            runs[variant].append(result)
+            print(
+                f"loopback {fw} {variant} round {r + 1}: "
+                + ", ".join(f"{ep} {result[ep]['rps']:,.0f}/s p99 {result[ep]['p99_ms']:.2f}ms" for ep in ENDPOINTS),
+                flush=True,
+            )
+    out: dict[Any, dict[str, Any]] = {}
+    for variant, results in runs.items():
+        merged: dict[str, Any] = {
+            ep: {k: statistics.median(r[ep][k] for r in results) for k in ("rps", "p50_ms", "p99_ms", "cpu_s_per_10k")}
+            for ep in ENDPOINTS
+        }
+        merged["rss_mb"] = statistics.median(r["rss_mb"] for r in results)
+        merged["served"] = sum(r["served"] for r in results)
+        merged["delivered"] = sum(r["delivered"] for r in results)
+        out[(fw, variant)] = merged
+    return out
+
+
 def flusher(events: int) -> dict[str, dict[str, Any]]:
     out = {}
     for destination in ("moesif", "moengage", "store"):
@@ -166,6 +196,9 @@ def render(
         "The flusher's work runs between rounds here (untimed); its cost is in the server CPU column below.",
         "",
         "## 2. Real servers on loopback (server on CPU 0, wrk on CPU 1)",
+        "",
+        f"Medians of {'1 round' if quick else '3 rounds'}, the order of the variants reversed every other round;"
+        " delivered is the sum over the rounds.",
         "",
         "| framework | variant | endpoint | req/s | vs bare | p50 ms | p99 ms | p99 vs bare | CPU s / 10k req |"
         " CPU vs bare | peak RSS MB | delivered |",
@@ -263,18 +296,13 @@ def main() -> int:
     parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
     args = parser.parse_args()
     rounds, per_round, seconds, events = (4, 300, 4, 20_000) if args.quick else (8, 500, 8, 100_000)
+    lb_rounds, lb_seconds = (1, 4) if args.quick else (3, 5)
     collector = Collector()
     try:
         ip = in_process(collector, rounds, per_round)
         lb: dict[Any, dict[str, Any]] = {}
         for fw in FRAMEWORKS:
-            for variant in ("bare", "apimon", "apimon-path", "moesif"):
-                lb[(fw, variant)] = loopback.run(fw, variant, ENDPOINTS, seconds, collector)
-                print(
-                    f"loopback {fw} {variant}: "
-                    + ", ".join(f"{ep} {lb[(fw, variant)][ep]['rps']:,.0f} req/s" for ep in ENDPOINTS),
-                    flush=True,
-                )
+            lb.update(loopback_rounds(fw, lb_rounds, lb_seconds, collector))
     finally:
         collector.close()
     fl = flusher(events)
