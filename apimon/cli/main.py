@@ -1,4 +1,4 @@
-"""Argument parsing and dispatch for ``apimon calls|show|stats|demo`` (CONTRACT 1.3)."""
+"""Argument parsing and dispatch for ``apimon calls|show|stats|ship|serve|demo`` (CONTRACT 1.3)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError("expected a number of at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError("expected a TCP port, 1-65535")
     return value
 
 
@@ -66,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
         ship.add_argument(f"--{flag}", help="default: $APIMON_" + flag.upper().replace("-", "_"))
     ship.add_argument("--batch-size", type=_positive, default=100)
 
+    serve = sub.add_parser("serve", help="a local web dashboard over the store (the apimon[ui] extra)")
+    with_store(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback)")
+    serve.add_argument("--port", type=_port, default=8765, help="(default: %(default)s)")
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("APIMON_UI_TOKEN") or None,
+        help="access token (default: $APIMON_UI_TOKEN); required off loopback",
+    )
+    serve.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (needs --token)")
+
     demo = sub.add_parser("demo", help="run the sample app with apimon on a loopback server and show the capture")
     demo.add_argument("--requests", type=_positive, default=60, help="requests to drive (default: %(default)s)")
     demo.add_argument("--keep", metavar="DIR", help="keep the demo store in DIR instead of a temporary folder")
@@ -81,6 +99,14 @@ def run(argv: list[str] | None = None) -> int:
             from apimon.cli.demo import run_demo
 
             return run_demo(requests=args.requests, keep=args.keep)
+        if args.command == "serve":
+            from apimon.dashboard.serve import ServeError, serve
+
+            try:
+                return serve(args.store, args.host, args.port, token=args.token, allow_remote=args.allow_remote)
+            except ServeError as exc:
+                print(f"apimon: {exc}", file=sys.stderr)
+                return 2
         if args.command == "ship":
             from apimon.cli.ship import ship
 
