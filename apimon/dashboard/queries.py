@@ -90,22 +90,28 @@ class Filters:
             params=given,
         )
 
-    def where(self) -> tuple[list[str], list[Any]]:
-        """SQL conditions (joined with AND by the caller) and their parameters."""
+    def where(self, newest_first: bool = False) -> tuple[list[str], list[Any]]:
+        """SQL conditions (joined with AND by the caller) and their parameters.
+
+        ``newest_first``: for a page in id order. A status, verb or path filter usually matches a
+        large share of the calls; through its index SQLite would fetch and sort every match, while
+        walking the ids newest first stops after one page. (`+column` keeps an index out.)
+        """
+        plus = "+" if newest_first else ""
         clauses: list[str] = []
         params: list[Any] = []
         if self.status_class is not None:
-            clauses.append("status >= ? AND status < ?")
+            clauses.append(f"{plus}status >= ? AND {plus}status < ?")
             params += [self.status_class * 100, self.status_class * 100 + 100]
         if self.status is not None:
-            clauses.append("status = ?")
+            clauses.append(f"{plus}status = ?")
             params.append(self.status)
         if self.verb is not None:
-            clauses.append("verb = ?")
+            clauses.append(f"{plus}verb = ?")
             params.append(self.verb)
         if self.path_glob is not None:
             # GLOB: the shell syntax of `apimon calls --path` (case-sensitive, like paths).
-            clauses.append("path GLOB ?")
+            clauses.append(f"{plus}path GLOB ?")
             params.append(self.path_glob)
         if self.route is not None:
             clauses.append("route = ?")
@@ -155,15 +161,24 @@ class Reader:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA query_only = 1")
+            # Pages read through a memory map and a larger cache: the overview scans the table.
+            conn.execute("PRAGMA mmap_size = 268435456")
+            conn.execute("PRAGMA cache_size = -32768")
             self._local.conn = conn
         return conn
 
     def query(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, tuple(params)).fetchall()
 
+    def tuples(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Plain tuples, for the queries that return a row per call (no Row objects to build)."""
+        cursor = self._conn().cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, tuple(params)).fetchall()
+
     def calls(self, filters: Filters, before: int | None = None, limit: int = PAGE_SIZE) -> Page:
         """The newest calls matching ``filters`` with an id below ``before`` (keyset pagination)."""
-        clauses, params = filters.where()
+        clauses, params = filters.where(newest_first=True)
         if before is not None:
             clauses.append("id < ?")
             params.append(before)
