@@ -48,7 +48,7 @@ def build_overview(reader: Reader, filters: Filters) -> dict[str, Any]:
 
     # One pass over the rows for both charts: each full scan of the table costs tens of
     # milliseconds at 100,000 calls (the rows carry the events), counting in Python does not.
-    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    counts: dict[int, dict[int, int]] = defaultdict(dict)
     durations: dict[int, list[float]] = defaultdict(list)
     for bucket, cls, duration in reader.tuples(
         f"SELECT CAST(ts / ? AS INTEGER), status / 100, duration_ms FROM calls {where}", [width, *params]

@@ -9,13 +9,15 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from apimon.serverproc import ServerProcess, free_port, gunicorn_command
 from tests.conftest import REPO
@@ -82,8 +84,6 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traffic]:
 
 
 def stored(db: str, n: int) -> bool:
-    import sqlite3
-
     if not os.path.exists(db):
         return False
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -110,14 +110,30 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+@dataclass
+class Watched:
+    """What a page did besides rendering: uncaught script errors and dialogs (alert() etc.)."""
+
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def watched() -> Watched:
+    return Watched()
+
+
+@pytest.fixture
+def page(browser: Browser, watched: Watched) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     p = context.new_page()
-    p.errors: list[str] = []  # type: ignore[attr-defined]
-    p.dialogs: list[str] = []  # type: ignore[attr-defined]
-    p.on("pageerror", lambda exc: p.errors.append(str(exc)))  # type: ignore[attr-defined]
-    p.on("dialog", lambda d: (p.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
+    p.on("pageerror", lambda exc: watched.errors.append(str(exc)))
+
+    def on_dialog(dialog: Dialog) -> None:
+        watched.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    p.on("dialog", on_dialog)
     yield p
     context.close()
 
@@ -131,7 +147,7 @@ def pwned(page: Page) -> Any:
     return page.evaluate("window.__apimon_pwned")
 
 
-def test_stream_filters_and_goes_live(page: Page, board: ServerProcess, traffic: Traffic) -> None:
+def test_stream_filters_and_goes_live(page: Page, watched: Watched, board: ServerProcess, traffic: Traffic) -> None:
     page.goto(board.url + "/")
     rows = page.locator("#calls tbody tr")
     expect(rows.first).to_be_visible()
@@ -153,10 +169,10 @@ def test_stream_filters_and_goes_live(page: Page, board: ServerProcess, traffic:
     expect(rows.first.locator("td.path")).to_have_text("/boom")
     expect(rows.first).to_have_class("s5 fresh")
     shot(page, "stream-filtered")
-    assert page.errors == []  # type: ignore[attr-defined]
+    assert watched.errors == []
 
 
-def test_call_detail_shows_hostile_content_as_text(page: Page, board: ServerProcess) -> None:
+def test_call_detail_shows_hostile_content_as_text(page: Page, watched: Watched, board: ServerProcess) -> None:
     page.goto(board.url + "/?path=/echo")
     page.click("#calls tbody tr >> td.path a")
     page.wait_for_url("**/calls/*")
@@ -166,7 +182,7 @@ def test_call_detail_shows_hostile_content_as_text(page: Page, board: ServerProc
     expect(page.locator("table.headers td", has_text="window.__apimon_pwned = 1").first).to_be_visible()
     # Nothing it captured became a live element, and nothing ran.
     assert page.locator("script").count() == 1 and page.locator("img").count() == 0
-    assert pwned(page) is None and page.dialogs == []  # type: ignore[attr-defined]
+    assert pwned(page) is None and watched.dialogs == [] and watched.errors == []
     shot(page, "call-hostile")
 
 
@@ -183,7 +199,7 @@ def test_binary_body_is_a_hex_preview_with_a_download(page: Page, board: ServerP
     shot(page, "call-binary")
 
 
-def test_overview_charts_render(page: Page, board: ServerProcess) -> None:
+def test_overview_charts_render(page: Page, watched: Watched, board: ServerProcess) -> None:
     page.goto(board.url + "/overview")
     bars = page.locator("#chart-status rect.bar")
     expect(bars.first).to_be_visible()
@@ -199,4 +215,4 @@ def test_overview_charts_render(page: Page, board: ServerProcess) -> None:
     page.locator(".tops section", has_text="Most errors").locator("a", has_text="/boom").click()
     page.wait_for_url("**/?verb=GET&route=*")
     assert set(page.locator("#calls tbody tr td.status").all_inner_texts()) == {"500"}
-    assert pwned(page) is None and page.errors == []  # type: ignore[attr-defined]
+    assert pwned(page) is None and watched.errors == []

@@ -35,6 +35,7 @@ SPECS = [
     ),
     Spec("/download", resp_body=BINARY, resp_type="application/octet-stream", at=2),
     Spec("/boom", status=500, at=3, ms=250),
+    Spec("/files/<script>window.__apimon_pwned = 3</script>", route="<b>route</b>", at=4),
 ]
 
 
@@ -81,6 +82,8 @@ def test_hostile_captures_are_escaped_everywhere(server: ServerProcess) -> None:
         # The only script element is the dashboard's own file.
         assert page.count("<script") == 1 and '<script src="/static/app.js" defer></script>' in page
     assert escaped in stream  # the user id column
+    assert "/files/&lt;script&gt;window.__apimon_pwned = 3&lt;/script&gt;" in stream
+    assert "&lt;b&gt;route&lt;/b&gt;" in stream and "<b>route" not in stream + overview
     assert detail.count(escaped) >= 3  # the request body, the response body, the X-Evil header, the user
 
 
@@ -114,7 +117,7 @@ def test_call_detail_and_downloads(server: ServerProcess) -> None:
 
 def test_overview_json_and_chart(server: ServerProcess) -> None:
     figures = orjson.loads(get(server, "/api/overview").body)
-    assert figures["total"] == 4 and figures["by_status_class"] == {"2xx": 3, "5xx": 1}
+    assert figures["total"] == 5 and figures["by_status_class"] == {"2xx": 4, "5xx": 1}
     page = get(server, "/overview").body.decode()
     assert page.count('<rect class="bar"') == 2  # one minute: a 2xx and a 5xx segment
     assert '<polyline class="line"' in page
