@@ -18,6 +18,7 @@ from typing import Any
 from apimon._guard import log_once, logger
 from apimon.config import Config
 from apimon.counters import Counters
+from apimon.event import transaction_ids
 from apimon.flusher import Flusher
 from apimon.outbox import OutboxShipper
 from apimon.pipeline import Pipeline
@@ -132,6 +133,8 @@ class Client:
         return done
 
     def _after_fork(self) -> None:
+        # Also reached after a C-level fork (uWSGI) that skipped os.register_at_fork hooks.
+        transaction_ids.reset()
         self.counters.reset_after_fork()
         self._captured = self.counters.incrementer("captured")
         for sink in self.sinks:

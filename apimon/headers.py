@@ -9,9 +9,11 @@ REDACTED = "[REDACTED]"
 
 
 @lru_cache(maxsize=1024)
-def canonical(name: str) -> str:
-    """``content-type``, ``CONTENT_TYPE`` and ``Content-type`` all become ``Content-Type``."""
-    return "-".join(part.capitalize() for part in name.replace("_", "-").split("-"))
+def canonical(name: str | bytes) -> str:
+    """``content-type``, ``CONTENT_TYPE`` and ``Content-type`` all become ``Content-Type``;
+    ASGI's ``bytes`` names are decoded as latin-1 (cached too: the same few names recur)."""
+    text = name if isinstance(name, str) else name.decode("latin-1")
+    return "-".join(part.capitalize() for part in text.replace("_", "-").split("-"))
 
 
 def merge(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> dict[str, str]:
@@ -24,7 +26,7 @@ def merge(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for name, value in pairs:
-        key = canonical(name if isinstance(name, str) else name.decode("latin-1"))
+        key = canonical(name)
         if not isinstance(value, str):
             value = value.decode("latin-1")
         if key in out:
@@ -34,9 +36,19 @@ def merge(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> dict[str, str]:
     return out
 
 
+@lru_cache(maxsize=16)
+def _canonical_names(names: frozenset[str]) -> frozenset[str]:
+    return frozenset(canonical(n) for n in names)
+
+
 def redact(headers: dict[str, str], names: frozenset[str]) -> dict[str, str]:
-    """Replace the values of ``names`` (lower-case) in place; returns the same dict."""
-    for key in headers:
-        if key.lower() in names:
-            headers[key] = REDACTED
+    """Replace the values of ``names`` (lower-case) in place; returns the same dict.
+
+    ``headers`` come from :func:`merge`, so their names are canonical: compared with the
+    canonical forms of ``names`` (computed once per set), no per-header lower-casing."""
+    secret = _canonical_names(names)
+    if secret.isdisjoint(headers):
+        return headers
+    for key in secret.intersection(headers):
+        headers[key] = REDACTED
     return headers

@@ -455,3 +455,22 @@ def test_key_dense_body_without_secrets_is_unchanged() -> None:
     body = [{"id": i, "name": f"w{i}", "qty": i} for i in range(500)]
     raw = make_raw(method="POST", req_headers=[("Content-Type", "application/json")], req_body=orjson.dumps(body))
     assert build(raw)["request"]["body"] == body
+
+
+def test_transaction_ids_differ_between_parent_and_child_after_fork() -> None:
+    import os
+
+    from apimon.event import transaction_ids
+
+    transaction_ids.next()  # the parent holds a block of pre-cut ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next ids and leave at once
+        os.write(write, ",".join(transaction_ids.next() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 4096).decode().split(",")
+    os.close(read)
+    parent = [transaction_ids.next() for _ in range(5)]
+    assert len(child) == 5 and not set(child) & set(parent)
