@@ -50,17 +50,18 @@ def test_collector_outage_loses_nothing(tmp_path: Path) -> None:
         fake.down()
         client = _durable(fake, db)
         _capture(client, 30, "during-outage")
-        assert client.flush(5)
+        assert client.flush(5), client.stats()
         assert Store(db).count_unshipped(SHIPPED_MOESIF) == 30  # committed, not yet sent
         stats = client.stats()
-        assert stats["stored"] == 30 and stats["failed"] == 0
+        assert stats["stored"] == 30 and stats["failed"] == 0, stats
         fake.up()
         for shipper in client.shippers:
             shipper.wake.set()
         _wait(lambda: len(fake.transaction_ids) == 30, timeout=40)
-        assert client.drain_outbox(10)
-        assert Store(db).count_unshipped(SHIPPED_MOESIF) == 0
-        assert client.stats()["sent"] == 30 and fake.rejections == []
+        assert client.drain_outbox(10), client.stats()
+        assert Store(db).count_unshipped(SHIPPED_MOESIF) == 0, client.stats()
+        # (One unexplained failure in a full suite run on 2026-12-02; the messages say which part.)
+        assert client.stats()["sent"] == 30 and fake.rejections == [], (client.stats(), fake.rejections)
         client.shutdown(2)
 
 
