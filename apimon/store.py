@@ -13,6 +13,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,7 @@ SHIPPED_MOENGAGE = 2
 
 _COLUMNS = "id, shipped, transaction_id, ts, verb, path, route, status, duration_ms, user_id, company_id, size, event"
 _BYTES_CHECK_EVERY = 64
+OPEN_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +121,34 @@ class Store:
                 if not os.path.exists(self.path):
                     # Owner-only: captured traffic may hold personal data.
                     os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-                conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(SCHEMA)
+                conn = self._open_for_writing()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open apimon store {self.path}: {exc}") from exc
         self._conn, self._pid = conn, pid
         return conn
+
+    def _open_for_writing(self) -> sqlite3.Connection:
+        # Two connections setting up a new file at once (the flusher's store sink and an outbox
+        # shipper, or two workers starting together) can get "database is locked" from the switch
+        # to WAL at once, without SQLite's busy handler: try again for a while, then give up.
+        deadline = time.monotonic() + OPEN_RETRY_SECONDS
+        pause = 0.005
+        while True:
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(SCHEMA)
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
+            except BaseException:
+                conn.close()
+                raise
 
     def open(self) -> None:
         """Open now (and raise :class:`StoreError`) instead of on first use."""

@@ -51,7 +51,8 @@ def test_collector_outage_loses_nothing(tmp_path: Path) -> None:
         client = _durable(fake, db)
         _capture(client, 30, "during-outage")
         assert client.flush(5), client.stats()
-        assert Store(db).count_unshipped(SHIPPED_MOESIF) == 30  # committed, not yet sent
+        # Committed, not yet sent.
+        assert Store(db).count_unshipped(SHIPPED_MOESIF) == 30, (Store(db).count(), client.stats())
         stats = client.stats()
         assert stats["stored"] == 30 and stats["failed"] == 0, stats
         fake.up()
@@ -60,7 +61,6 @@ def test_collector_outage_loses_nothing(tmp_path: Path) -> None:
         _wait(lambda: len(fake.transaction_ids) == 30, timeout=40)
         assert client.drain_outbox(10), client.stats()
         assert Store(db).count_unshipped(SHIPPED_MOESIF) == 0, client.stats()
-        # (One unexplained failure in a full suite run on 2026-12-02; the messages say which part.)
         assert client.stats()["sent"] == 30 and fake.rejections == [], (client.stats(), fake.rejections)
         client.shutdown(2)
 

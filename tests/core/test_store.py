@@ -121,3 +121,28 @@ def test_client_writes_events_as_shipped(tmp_path: Path) -> None:
     event = row.event()
     assert (row.verb, row.path, row.route, row.status, row.duration_ms) == ("POST", "/items", "/items", 201, 250.0)
     assert row.transaction_id == event["transaction_id"] and event["response"]["status"] == 201
+
+
+def test_writers_setting_up_a_new_file_at_once_all_open(tmp_path: Path) -> None:
+    # The flusher's store sink and an outbox shipper (or two workers) open a new file together:
+    # the switch to WAL could answer "database is locked" at once, and a batch was dropped.
+    import threading
+
+    errors: list[Exception] = []
+    for round_ in range(20):
+        path = str(tmp_path / f"race-{round_}.db")
+        gate = threading.Barrier(6)
+
+        def open_one(path: str = path, gate: threading.Barrier = gate) -> None:
+            gate.wait()
+            try:
+                Store(path).open()
+            except Exception as exc:  # collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert errors == []
