@@ -244,7 +244,8 @@ class Store:
         self._size_estimate = None
         return evicted
 
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of one read query (``sqlite3.Row``), for readers such as :mod:`apimon.summary`."""
         with self._lock:
             try:
                 conn = self._connect()
@@ -290,29 +291,29 @@ class Store:
             where.append("user_id = ?")
             params.append(user_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._query(f"SELECT {_COLUMNS} FROM calls {clause} ORDER BY id DESC LIMIT ?", [*params, limit])
+        rows = self.query(f"SELECT {_COLUMNS} FROM calls {clause} ORDER BY id DESC LIMIT ?", [*params, limit])
         return [self._row(r) for r in rows]
 
     def get(self, key: str) -> StoredCall | None:
         """A call by its numeric id or its transaction_id."""
         if key.isdigit():
-            rows = self._query(f"SELECT {_COLUMNS} FROM calls WHERE id = ?", [int(key)])
+            rows = self.query(f"SELECT {_COLUMNS} FROM calls WHERE id = ?", [int(key)])
         else:
             # No index on transaction_id: each one costs every insert ~2 µs, and this lookup is a
             # rare, interactive one over a bounded table.
-            rows = self._query(f"SELECT {_COLUMNS} FROM calls WHERE transaction_id = ? LIMIT 1", [key])
+            rows = self.query(f"SELECT {_COLUMNS} FROM calls WHERE transaction_id = ? LIMIT 1", [key])
         return self._row(rows[0]) if rows else None
 
     def unshipped(self, bit: int, after_id: int = 0, limit: int = 500) -> list[StoredCall]:
         """Calls the destination ``bit`` has not acknowledged, oldest first, after ``after_id``."""
-        rows = self._query(
+        rows = self.query(
             f"SELECT {_COLUMNS} FROM calls WHERE id > ? AND (shipped & ?) = 0 ORDER BY id LIMIT ?",
             [after_id, bit, limit],
         )
         return [self._row(r) for r in rows]
 
     def count_unshipped(self, bit: int) -> int:
-        return int(self._query("SELECT COUNT(*) AS n FROM calls WHERE (shipped & ?) = 0", [bit])[0]["n"])
+        return int(self.query("SELECT COUNT(*) AS n FROM calls WHERE (shipped & ?) = 0", [bit])[0]["n"])
 
     def mark_shipped(self, ids: Sequence[int], bit: int) -> None:
         """Record that destination ``bit`` acknowledged the calls ``ids`` (one transaction)."""
@@ -322,43 +323,4 @@ class Store:
             conn.executemany("UPDATE calls SET shipped = shipped | ? WHERE id = ?", [(bit, i) for i in ids])
 
     def count(self) -> int:
-        return int(self._query("SELECT COUNT(*) AS n FROM calls")[0]["n"])
-
-    def summary(self) -> dict[str, Any]:
-        """Counts by status class and by route, and duration percentiles."""
-        by_class = {
-            f"{r['cls']}xx": r["n"]
-            for r in self._query("SELECT status / 100 AS cls, COUNT(*) AS n FROM calls GROUP BY cls ORDER BY cls")
-        }
-        by_route = [
-            {
-                "route": r["route"],
-                "verb": r["verb"],
-                "count": r["n"],
-                "errors": r["errors"],
-                "p50_ms": None,
-                "avg_ms": round(r["avg_ms"], 2),
-            }
-            for r in self._query(
-                "SELECT verb, COALESCE(route, path) AS route, COUNT(*) AS n, SUM(status >= 500) AS errors,"
-                " AVG(duration_ms) AS avg_ms FROM calls GROUP BY verb, COALESCE(route, path)"
-                " ORDER BY n DESC LIMIT 50"
-            )
-        ]
-        durations = [r["duration_ms"] for r in self._query("SELECT duration_ms FROM calls ORDER BY duration_ms")]
-        return {
-            "total": len(durations),
-            "by_status_class": by_class,
-            "by_route": by_route,
-            "p50_ms": percentile(durations, 50),
-            "p95_ms": percentile(durations, 95),
-            "p99_ms": percentile(durations, 99),
-        }
-
-
-def percentile(sorted_values: Sequence[float], pct: float) -> float | None:
-    """Nearest-rank percentile of an ascending sequence; None when empty."""
-    if not sorted_values:
-        return None
-    rank = max(1, -(-len(sorted_values) * pct // 100))
-    return round(float(sorted_values[int(rank) - 1]), 3)
+        return int(self.query("SELECT COUNT(*) AS n FROM calls")[0]["n"])

@@ -19,6 +19,7 @@ from rich.progress import Progress
 from apimon.cli import output
 from apimon.serverproc import ServerProcess, free_port, gunicorn_command
 from apimon.store import Store
+from apimon.summary import summarize
 
 _JWT = "eyJhbGciOiJIUzI1NiJ9." + base64.urlsafe_b64encode(b'{"sub":"user-42"}').decode().rstrip("=") + ".c2ln"
 _BASIC = "Basic " + base64.b64encode(b"alice:wonderland").decode()
@@ -119,7 +120,7 @@ def run_demo(requests: int = 60, keep: str | None = None) -> int:
     console.print(f"sent {sent} requests; the app answered {dict(sorted(statuses.items()))}")
     store = Store(store_path, readonly=True)
     output.print_calls(store.recent(limit=20), as_json=False)
-    output.print_stats(store.summary(), as_json=False)
+    output.print_stats(summarize(store), as_json=False)
     errors = store.recent(limit=1, status_class=5)
     if errors:
         console.print("\n[bold]One call in full[/] (`apimon show ID --store ...`):")

@@ -8,6 +8,7 @@ import sys
 
 from apimon._version import __version__
 from apimon.store import Store, StoreError
+from apimon.summary import summarize
 
 
 def _status_class(text: str) -> int:
@@ -137,7 +138,7 @@ def run(argv: list[str] | None = None) -> int:
             output.print_call(call, as_json=args.json)
             return 0
         if args.command == "stats":
-            output.print_stats(store.summary(), as_json=args.json)
+            output.print_stats(summarize(store), as_json=args.json)
             return 0
     except StoreError as exc:
         print(f"apimon: {exc}", file=sys.stderr)

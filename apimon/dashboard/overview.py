@@ -17,7 +17,7 @@ from collections import defaultdict
 from typing import Any
 
 from apimon.dashboard.queries import Filters, Reader, iso
-from apimon.store import percentile
+from apimon.summary import percentile
 
 # Bucket widths (seconds), the first that gives at most MAX_BUCKETS buckets is used.
 WIDTHS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)

@@ -13,6 +13,7 @@ import pytest
 from apimon.client import Client
 from apimon.config import Config
 from apimon.store import Store, StoredCall, StoreError
+from apimon.summary import summarize
 from tests.factories import make_raw
 
 
@@ -63,7 +64,7 @@ def test_queries_filter_and_order_newest_first(tmp_path: Path) -> None:
     by_tx = store.get("tx-7")
     assert by_tx is not None and by_tx.id == 7
     assert store.get("nope") is None
-    summary = store.summary()
+    summary = summarize(store)
     assert summary["total"] == 20 and summary["by_status_class"] == {"2xx": 16, "5xx": 4}
     assert (summary["p50_ms"], summary["p95_ms"], summary["p99_ms"]) == (10.0, 19.0, 20.0)
 
