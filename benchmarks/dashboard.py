@@ -3,8 +3,8 @@
 
     python -m benchmarks.dashboard      # prints one JSON line; run.py calls measure()
 
-The calls are built by apimon's own event builder from a mix of endpoints, statuses and users,
-spread over 24 hours, and written with the store's own insert.
+The calls, a mix of endpoints, statuses and users spread over 24 hours, are captured as an app's
+would be: apimon's client builds the events and its store sink writes them.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Any
 
 import orjson
 
+from apimon.client import Client
 from apimon.config import Config
-from apimon.event import build_event
 from apimon.record import BodyTee, RawCall
 from apimon.serverproc import ServerProcess, free_port
-from apimon.store import Store, StoredCall
+from apimon.store import Store
 
 PAGES = {"overview": "/overview", "filtered stream": "/?status=5xx&path=/items/*"}
 ROUTES = [("GET", "/items/{n}", "/items/<int:id>"), ("POST", "/items", None), ("GET", "/ping", None)]
@@ -33,12 +33,10 @@ STATUSES = [200] * 80 + [201] * 5 + [404] * 8 + [500] * 5 + [503] * 2
 
 
 def fill(path: str, n: int, seed: int = 7) -> None:
-    """``n`` calls over the last 24 hours."""
+    """``n`` calls over the last 24 hours, through apimon's own client, flusher and store sink."""
     rng = random.Random(seed)
-    config = Config.from_options(store=path)
-    store = Store(path, max_rows=n + 1)
+    client = Client(Config.from_options(store=path, store_max_rows=n + 1, max_queue=10_000))
     now = time.time()
-    batch: list[StoredCall] = []
     for i in range(n):
         verb, template, route = ROUTES[i % len(ROUTES)]
         raw_path = template.format(n=rng.randrange(1, 5000))
@@ -54,26 +52,13 @@ def fill(path: str, n: int, seed: int = 7) -> None:
         body.feed(orjson.dumps({"id": i, "name": "pear", "tags": ["a", "b"]}))
         body.complete = True
         raw.resp_body = body
-        event = build_event(raw, config)
-        batch.append(
-            StoredCall(
-                transaction_id=event["transaction_id"],
-                ts=start,
-                verb=verb,
-                path=raw_path,
-                route=route,
-                status=raw.status,
-                duration_ms=(raw.end - start) * 1000,
-                user_id=raw.user_id,
-                company_id=None,
-                event_json=orjson.dumps(event),
-            )
-        )
-        if len(batch) == 5000:
-            store.insert(batch)
-            batch = []
-    store.insert(batch)
-    store.close()
+        client.complete(raw, None)
+        if i % 5000 == 4999:
+            client.flush(60)  # the queue holds 10,000: never let it drop
+    client.flush(60)
+    stats = client.stats()
+    client.shutdown(10)
+    assert stats["stored"] == n, stats
 
 
 def timed_get(port: int, path: str) -> float:

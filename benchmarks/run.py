@@ -258,7 +258,7 @@ def render(
             "## 4. Dashboard (`apimon serve`, server on CPU 0, client on CPU 1)",
             "",
             f"Median ms per page over real HTTP; the full store holds {dash['calls']:,} calls spread over 24 hours"
-            f" (written in {dash['fill_s']:.0f} s by apimon's event builder and store).",
+            f" (written in {dash['fill_s']:.0f} s through apimon's client and store sink).",
             "",
             f"| page | empty store | {dash['calls']:,} calls |",
             "|---|---|---|",

@@ -70,7 +70,7 @@ class Dashboard:
     def _page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(self.templates.get_template(name).render(**context), status_code=status)
 
-    def _error(self, request: Request, status: int, message: str) -> Response:
+    def error(self, request: Request, status: int, message: str) -> Response:
         if request.url.path.startswith("/api/"):
             return _json({"error": message}, status)
         return self._page("error.html", status, message=message, filters={}, page="")
@@ -96,7 +96,7 @@ class Dashboard:
     async def call_page(self, request: Request) -> Response:
         found = await self._read(self.reader.call, request.path_params["call_id"])
         if found is None:
-            return self._error(request, 404, f"no call {request.path_params['call_id']} in the store")
+            return self.error(request, 404, f"no call {request.path_params['call_id']} in the store")
         call, event = found
         truncated = event_truncation(event)
         sides = {
@@ -118,10 +118,10 @@ class Dashboard:
         side = request.path_params["side"]
         found = await self._read(self.reader.call, request.path_params["call_id"])
         if side not in ("request", "response") or found is None:
-            return self._error(request, 404, "no such body")
+            return self.error(request, 404, "no such body")
         data = raw_body(found[1].get(side) or {})
         if data is None:
-            return self._error(request, 404, f"call {found[0]['id']} has no {side} body")
+            return self.error(request, 404, f"call {found[0]['id']} has no {side} body")
         # Always a download, never rendered: octet-stream + attachment (+ nosniff from the guard).
         name = f"apimon-call-{found[0]['id']}-{side}.bin"
         headers = {"content-disposition": f'attachment; filename="{name}"'}
@@ -134,7 +134,7 @@ class Dashboard:
     async def api_call(self, request: Request) -> Response:
         found = await self._read(self.reader.call, request.path_params["call_id"])
         if found is None:
-            return self._error(request, 404, "no such call")
+            return self.error(request, 404, "no such call")
         return _json({"call": found[0], "event": found[1]})
 
     async def api_overview(self, request: Request) -> Response:
@@ -193,10 +193,10 @@ def create_app(store_path: str, token: str | None = None, loopback: bool = True)
     board = Dashboard(store_path)
 
     async def filter_error(request: Request, exc: Exception) -> Response:
-        return board._error(request, 400, str(exc))
+        return board.error(request, 400, str(exc))
 
     async def store_error(request: Request, exc: Exception) -> Response:
-        return board._error(request, 503, f"cannot read the store {store_path}: {exc}")
+        return board.error(request, 503, f"cannot read the store {store_path}: {exc}")
 
     app = Starlette(
         routes=[

@@ -16,7 +16,8 @@ import heapq
 from collections import defaultdict
 from typing import Any
 
-from apimon.dashboard.queries import Filters, Reader, iso
+from apimon.dashboard.queries import Filters, Reader
+from apimon.event import iso_ms
 from apimon.summary import percentile
 
 # Bucket widths (seconds), the first that gives at most MAX_BUCKETS buckets is used.
@@ -64,7 +65,7 @@ def build_overview(reader: Reader, filters: Filters) -> dict[str, Any]:
         by_class = counts.get(index, {})
         buckets.append(
             {
-                "start": iso(index * width),
+                "start": iso_ms(index * width),
                 "count": sum(by_class.values()),
                 # Per minute, whatever the bucket width, so the axis means the same at every zoom.
                 "per_minute": {c: by_class.get(int(c[0]), 0) * 60 / width for c in STATUS_CLASSES},
@@ -76,8 +77,8 @@ def build_overview(reader: Reader, filters: Filters) -> dict[str, Any]:
     classes = {c: sum(b.get(int(c[0]), 0) for b in counts.values()) for c in STATUS_CLASSES}
     return {
         "total": total,
-        "since": iso(lo),
-        "until": iso(hi),
+        "since": iso_ms(lo),
+        "until": iso_ms(hi),
         "width": width,
         "buckets": buckets,
         "by_status_class": {c: n for c, n in classes.items() if n},

@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from apimon.event import iso_ms
+
 PAGE_SIZE = 50
 _SUMMARY_COLUMNS = "id, transaction_id, ts, verb, path, route, status, duration_ms, user_id, company_id"
 _VERBS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
@@ -140,11 +142,6 @@ class Page:
         return int(self.rows[0]["id"]) if self.rows else 0
 
 
-def iso(ts: float) -> str:
-    """Epoch seconds as the ISO 8601 UTC time the events use, to the millisecond."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Reader:
     """Read-only access to one store file: a ``mode=ro`` connection per thread (the web server
     runs queries on a thread pool), with ``query_only`` set so nothing can write through it."""
@@ -222,7 +219,7 @@ def summary(row: sqlite3.Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "transaction_id": row["transaction_id"],
-        "time": iso(row["ts"]),
+        "time": iso_ms(row["ts"]),
         "ts": row["ts"],
         "verb": row["verb"],
         "path": row["path"],

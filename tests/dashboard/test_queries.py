@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from apimon.dashboard.overview import bucket_width, build_overview
-from apimon.dashboard.queries import FilterError, Filters, Reader, iso, parse_time
+from apimon.dashboard.queries import FilterError, Filters, Reader, parse_time
+from apimon.event import iso_ms
 from tests.dashboard.calls import Spec, fill
 from tests.factories import T0
 
@@ -39,7 +40,7 @@ def test_newest_first_with_every_filter(reader: Reader) -> None:
     assert paths(reader.calls(Filters.parse({"verb": "post"})).rows) == ["/items"]
     assert paths(reader.calls(Filters.parse({"path": "/items/*"})).rows) == ["/items/2", "/items/1"]
     assert paths(reader.calls(Filters.parse({"route": "/items/<id>", "user": "bob"})).rows) == ["/items/2"]
-    window = {"since": iso(T0 + 70), "until": iso(T0 + 131)}
+    window = {"since": iso_ms(T0 + 70), "until": iso_ms(T0 + 131)}
     assert paths(reader.calls(Filters.parse(window)).rows) == ["/boom", "/boom", "/items"]
     # Blank parameters (an empty form field) are no filter at all.
     assert len(reader.calls(Filters.parse({"status": "", "user": " "})).rows) == 6
@@ -59,7 +60,7 @@ def test_call_detail_is_the_event_as_shipped(reader: Reader) -> None:
     found = reader.call(2)
     assert found is not None
     summary, event = found
-    assert summary["status"] == 404 and summary["user_id"] == "bob" and summary["time"] == iso(T0 + 30)
+    assert summary["status"] == 404 and summary["user_id"] == "bob" and summary["time"] == iso_ms(T0 + 30)
     assert event["response"]["status"] == 404 and event["response"]["body"] == {"ok": True}
     assert reader.call(999) is None
 
@@ -83,7 +84,7 @@ def test_times_are_utc_unless_they_say_otherwise() -> None:
     assert parse_time("2026-11-25T14:04:34.785") == pytest.approx(T0)
     assert parse_time("2026-11-25T14:04:34.785Z") == pytest.approx(T0)
     assert parse_time("2026-11-25T15:04:34.785+01:00") == pytest.approx(T0)
-    assert iso(T0) == "2026-11-25T14:04:34.785Z"
+    assert iso_ms(T0) == "2026-11-25T14:04:34.785Z"
 
 
 def test_overview_figures(reader: Reader) -> None:
