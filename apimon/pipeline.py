@@ -85,6 +85,7 @@ class Pipeline:
         config = self.config
         try:
             raw.resolve()
+            raw.settle_bodies(config.max_body_bytes)
             event = build_event(raw, config)
         except Exception:
             self._lose("dropped_error", "build", "apimon: building an event failed; it was dropped")

@@ -46,6 +46,14 @@ class BodyTee:
             self.chunks.append(bytes(chunk))
             self.held += n
 
+    @classmethod
+    def of(cls, data: bytes, cap: int) -> BodyTee:
+        """A complete body seen in one piece."""
+        tee = cls(cap)
+        tee.feed(data)
+        tee.complete = True
+        return tee
+
     @property
     def truncated(self) -> bool:
         return self.size > self.cap
@@ -81,6 +89,15 @@ class RawCall:
     session_cookie: str | None = None
     error: str | None = None
     weight: int | None = None
+    # A body that arrived in one piece within the cap, kept as the app's own bytes object (no
+    # copy, no BodyTee on the request path); :meth:`settle_bodies` turns it into a tee later.
+    req_whole: bytes | None = None
+    resp_whole: bytes | None = None
+    # The size of a one-piece response body over the cap: nothing of it is kept.
+    resp_over: int = 0
+    # The framework's own request object (an ASGI scope): the resolver reads what the framework
+    # wrote into it during the call (the matched route) off the request path.
+    native: Any = None
 
     def __init__(
         self,
@@ -132,3 +149,27 @@ class RawCall:
             self.resolver = None
             resolver(self)
             self.source = None
+            self.native = None
+
+    def settle_bodies(self, cap: int) -> None:
+        """Turn the one-piece bodies adapters kept into :class:`BodyTee` objects (flusher thread)."""
+        whole = self.req_whole
+        if whole is not None:
+            self.req_whole = None
+            self.req_body = BodyTee.of(whole, cap)
+        whole = self.resp_whole
+        if whole is not None:
+            self.resp_whole = None
+            self.resp_body = BodyTee.of(whole, cap)
+        elif self.resp_over:
+            tee = self.resp_body = BodyTee(cap)
+            tee.size, tee.complete = self.resp_over, True
+            self.resp_over = 0
+
+    def keep_response(self, body: bytes, cap: int) -> None:
+        """Record a complete response body that came in one piece: the app's bytes object itself
+        when within ``cap`` (no copy), only its size when over it (nothing is held)."""
+        if len(body) <= cap:
+            self.resp_whole = body
+        else:
+            self.resp_over = len(body)

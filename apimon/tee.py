@@ -91,23 +91,55 @@ class TeeReader:
 
 
 class _Tee:
-    """What the sync and async response tees share: ending the event exactly once."""
+    """What the sync and async response tees share: ending the event exactly once.
 
-    __slots__ = ("_inner", "_raw", "_on_end", "_done")
+    With ``cap`` given, the response body is kept as it streams: a body of one chunk (the
+    common case) is held as the app's own bytes object and handed to ``raw`` at the end, a
+    :class:`BodyTee` is made only at a second chunk. Without it, only ``raw.resp_body`` (a tee
+    the adapter made) is fed, if any.
+    """
 
-    def __init__(self, inner: Any, raw: RawCall, on_end: Callable[[bool], None]) -> None:
+    __slots__ = ("_inner", "_raw", "_on_end", "_done", "_cap", "_first")
+
+    def __init__(self, inner: Any, raw: RawCall, on_end: Callable[[bool], None], cap: int | None = None) -> None:
         self._inner = inner
         self._raw = raw
         self._on_end = on_end
         self._done = False
+        self._cap = cap
+        self._first: bytes | None = None
+
+    def _feed(self, chunk: bytes) -> None:
+        raw = self._raw
+        tee = raw.resp_body
+        if tee is not None:
+            tee.feed(chunk)
+        elif self._cap is None:
+            return
+        elif self._first is None:
+            self._first = chunk if type(chunk) is bytes else bytes(chunk)
+        else:
+            tee = raw.resp_body = BodyTee(self._cap)
+            tee.feed(self._first)
+            self._first = None
+            tee.feed(chunk)
 
     def _end(self, complete: bool) -> None:
         if self._done:
             return
         self._done = True
-        self._raw.end = time.time()
-        if self._raw.resp_body is not None:
-            self._raw.resp_body.complete = complete
+        raw = self._raw
+        raw.end = time.time()
+        first = self._first
+        if first is not None and self._cap is not None:
+            self._first = None
+            if complete:
+                raw.keep_response(first, self._cap)
+            else:
+                raw.resp_body = BodyTee(self._cap)
+                raw.resp_body.feed(first)
+        if raw.resp_body is not None:
+            raw.resp_body.complete = complete
         self._on_end(complete)
 
 
@@ -126,11 +158,10 @@ class TeeIterator(_Tee):
         return self._chunks()
 
     def _chunks(self) -> Iterator[bytes]:
-        tee = self._raw.resp_body
+        feed = self._feed
         try:
             for chunk in self._inner:
-                if tee is not None:
-                    tee.feed(chunk)
+                feed(chunk)
                 yield chunk
         except GeneratorExit:
             raise  # the server stopped early; its close() call ends the event
@@ -162,8 +193,10 @@ class AsyncTeeIterator(_Tee):
 
     __slots__ = ("_iter",)
 
-    def __init__(self, inner: AsyncIterable[bytes], raw: RawCall, on_end: Callable[[bool], None]) -> None:
-        super().__init__(inner, raw, on_end)
+    def __init__(
+        self, inner: AsyncIterable[bytes], raw: RawCall, on_end: Callable[[bool], None], cap: int | None = None
+    ) -> None:
+        super().__init__(inner, raw, on_end, cap)
         self._iter: AsyncIterator[bytes] | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -181,9 +214,7 @@ class AsyncTeeIterator(_Tee):
             self._raw.error = type(exc).__name__
             self._end(False)
             raise
-        tee = self._raw.resp_body
-        if tee is not None:
-            tee.feed(chunk)
+        self._feed(chunk)
         return chunk
 
     async def aclose(self) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import quote
 
 import apimon
-from apimon.client import Client
 from apimon.record import BodyTee, RawCall
 from apimon.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,91 +60,21 @@ def resolve_scope(raw: RawCall) -> None:
     raw.peer = str(client[0]) if client else None
 
 
-class _Call:
-    """The per-request state: tees ``receive`` and ``send`` and finishes the event once."""
+def _resolver_for(route_resolver: RouteResolver | None) -> Callable[[RawCall], None]:
+    """How a call's request fields are read on the flusher thread: the scope copy, plus the
+    route template the framework wrote into the live scope (``raw.native``) during the call."""
+    if route_resolver is None:
+        return resolve_scope
 
-    __slots__ = (
-        "client",
-        "raw",
-        "scope",
-        "receive_inner",
-        "send_inner",
-        "started",
-        "done",
-        "route_resolver",
-        "log_body",
-    )
+    def resolve(raw: RawCall) -> None:
+        scope = raw.native
+        resolve_scope(raw)
+        try:
+            raw.route = route_resolver(scope)
+        except Exception:
+            raw.route = None
 
-    def __init__(
-        self,
-        client: Client,
-        raw: RawCall,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        route_resolver: RouteResolver | None,
-    ) -> None:
-        self.client = client
-        self.raw = raw
-        self.scope = scope
-        self.receive_inner = receive
-        self.send_inner = send
-        self.started = False
-        self.done = False
-        self.route_resolver = route_resolver
-        self.log_body = client.config.log_body
-
-    async def receive(self) -> Message:
-        message = await self.receive_inner()
-        if message["type"] == "http.request":
-            raw = self.raw
-            tee = raw.req_body
-            if tee is None:
-                tee = raw.req_body = BodyTee(self.client.config.max_body_bytes)
-            tee.feed(message.get("body", b""))
-            if not message.get("more_body", False):
-                tee.complete = True
-        return message
-
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        raw = self.raw
-        if kind == "http.response.start":
-            self.started = True
-            raw.status = message["status"]
-            raw.resp_headers = message.get("headers") or []
-        elif kind == "http.response.body":
-            tee = raw.resp_body
-            if tee is None and self.log_body:
-                tee = raw.resp_body = BodyTee(self.client.config.max_body_bytes)
-            if tee is not None:
-                tee.feed(message.get("body", b""))
-            if not message.get("more_body", False):
-                try:
-                    await self.send_inner(message)
-                finally:
-                    if tee is not None:
-                        tee.complete = True
-                    self.finish()
-                return
-        await self.send_inner(message)
-
-    def finish(self, error: BaseException | None = None) -> None:
-        if self.done:
-            return
-        self.done = True
-        raw = self.raw
-        raw.end = time.time()
-        if error is not None:
-            raw.error = type(error).__name__
-            if not self.started:
-                raw.status = 500
-        if self.route_resolver is not None:
-            try:
-                raw.route = self.route_resolver(self.scope)
-            except Exception:
-                raw.route = None
-        self.client.complete(raw, self.scope)
+    return resolve
 
 
 class ApimonMiddleware:
@@ -162,6 +91,7 @@ class ApimonMiddleware:
     def __init__(self, app: ASGIApp, **options: Any) -> None:
         self.app = app
         apimon.ensure_client(options)
+        self._resolve = _resolver_for(type(self).route_resolver)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -176,7 +106,7 @@ class ApimonMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            raw = RawCall.deferred(dict(scope), resolve_scope, time.time())
+            raw = RawCall.deferred(dict(scope), self._resolve, time.time())
             admitted = client.admit_all or client.admit(raw, scope)
         except Exception:
             client.counters.incr("internal_errors")
@@ -184,15 +114,88 @@ class ApimonMiddleware:
         if not admitted:
             await self.app(scope, receive, send)
             return
-        call = _Call(client, raw, scope, receive, send, type(self).route_resolver)
+        # All per-call state lives in this frame and its two closures: a per-call object with its
+        # own methods cost ~2 µs more per request in situ (benchmarks, Starlette /ping).
+        raw.native = scope
+        config = client.config
+        cap = config.max_body_bytes
+        log_body = config.log_body
+        done = False
+
+        def finish(error: BaseException | None = None) -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            raw.end = time.time()
+            if error is not None:
+                raw.error = type(error).__name__
+                if not raw.status:
+                    raw.status = 500
+            client.complete(raw, scope)
+
+        async def send_tee(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.body":
+                if log_body:
+                    body = message.get("body", b"")
+                    more = message.get("more_body", False)
+                    tee = raw.resp_body
+                    if tee is not None:
+                        tee.feed(body)
+                    elif not more and raw.resp_whole is None:
+                        raw.keep_response(body, cap)  # the common case: one message, no copy, no tee
+                    else:
+                        tee = raw.resp_body = BodyTee(cap)
+                        if raw.resp_whole is not None:
+                            tee.feed(raw.resp_whole)
+                            raw.resp_whole = None
+                        tee.feed(body)
+                else:
+                    more = message.get("more_body", False)
+                if not more:
+                    try:
+                        await send(message)
+                    finally:
+                        if raw.resp_body is not None:
+                            raw.resp_body.complete = True
+                        finish()
+                    return
+            elif kind == "http.response.start":
+                raw.status = message["status"]
+                raw.resp_headers = message.get("headers") or []
+            await send(message)
+
+        async def receive_tee() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                body = message.get("body", b"")
+                more = message.get("more_body", False)
+                tee = raw.req_body
+                if tee is not None:
+                    tee.feed(body)
+                    if not more:
+                        tee.complete = True
+                elif not more and len(body) <= cap and raw.req_whole is None:
+                    raw.req_whole = body
+                else:
+                    tee = raw.req_body = BodyTee(cap)
+                    if raw.req_whole is not None:
+                        tee.feed(raw.req_whole)
+                        raw.req_whole = None
+                    tee.feed(body)
+                    if not more:
+                        tee.complete = True
+            return message
+
         try:
             # Bodies are teed lazily, at their first bytes: a GET costs no buffers.
-            await self.app(scope, call.receive if call.log_body else receive, call.send)
+            await self.app(scope, receive_tee if log_body else receive, send_tee)
         except BaseException as exc:
-            call.finish(exc)
+            finish(exc)
             raise
         # The app returned without ending the response (client gone, or an app bug): record what was seen.
-        call.finish()
+        finish()
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:

@@ -136,7 +136,6 @@ class ApimonMiddleware:
             reader = None
             config = client.config
             if config.log_body:
-                raw.resp_body = BodyTee(config.max_body_bytes)
                 reader = self._tee_request(request, raw, config.max_body_bytes)
             return _State(client, raw, reader)
         except Exception:
@@ -174,11 +173,11 @@ class ApimonMiddleware:
             headers: list[tuple[str | bytes, str | bytes]] = list(response.items())
             headers += [("Set-Cookie", morsel.OutputString()) for morsel in response.cookies.values()]
             raw.resp_headers = headers
+            config = state.client.config
+            cap = config.max_body_bytes if config.log_body else None
             if not response.streaming:
-                tee = raw.resp_body
-                if tee is not None:
-                    tee.feed(response.content)
-                    tee.complete = True
+                if cap is not None:
+                    raw.keep_response(response.content, cap)
                 raw.end = time.time()
                 self._finish(state, request, response)
                 return response
@@ -188,9 +187,9 @@ class ApimonMiddleware:
 
             streaming: Any = response
             if getattr(response, "is_async", False):
-                streaming.streaming_content = AsyncTeeIterator(streaming.streaming_content, raw, on_end)
+                streaming.streaming_content = AsyncTeeIterator(streaming.streaming_content, raw, on_end, cap)
             else:
-                streaming.streaming_content = TeeIterator(streaming.streaming_content, raw, on_end)
+                streaming.streaming_content = TeeIterator(streaming.streaming_content, raw, on_end, cap)
         except Exception:
             state.client.counters.incr("internal_errors")
         return response

@@ -61,9 +61,9 @@ class ApimonMiddleware:
         config = client.config
         route_at_start = self._route_at_start
         reader: TeeReader | None = None
+        cap: int | None = None
         if config.log_body:
             cap = config.max_body_bytes
-            raw.resp_body = BodyTee(cap)
             length = environ.get("CONTENT_LENGTH")
             chunked = "HTTP_TRANSFER_ENCODING" in environ and environ["HTTP_TRANSFER_ENCODING"].lower() == "chunked"
             if (length and length != "0") or chunked:
@@ -84,11 +84,15 @@ class ApimonMiddleware:
             if route_at_start is not None:
                 raw.route = route_at_start(environ)
             write = start_response(status, headers, exc_info)
-            tee = raw.resp_body
-            if tee is None:
+            if cap is None:
                 return write
+            body_cap = cap
 
             def _write(data: bytes) -> None:
+                # The legacy write() callable: rare, so its chunks always go to a tee.
+                tee = raw.resp_body
+                if tee is None:
+                    tee = raw.resp_body = BodyTee(body_cap)
                 tee.feed(data)
                 write(data)
 
@@ -111,7 +115,7 @@ class ApimonMiddleware:
             _on_end(False)
             raise
         cls = SizedTeeIterator if isinstance(inner, (list, tuple)) else TeeIterator  # noqa: UP038
-        return cls(inner, raw, _on_end)
+        return cls(inner, raw, _on_end, cap)
 
 
 RouteAtStart = Callable[[dict[str, Any]], "str | None"]
