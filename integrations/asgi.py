@@ -8,7 +8,7 @@ Usage::
 
 Non-HTTP scopes (websocket) pass through untouched; on lifespan shutdown the flusher is flushed
 in a worker thread, never on the event loop. ``receive`` and ``send`` are teed up to the body cap,
-never pre-drained, and all per-request state lives in one object per call.
+never pre-drained; per-request state lives in the call's frame and two closures.
 """
 
 from __future__ import annotations
