@@ -137,22 +137,17 @@ class ApimonMiddleware:
         async def send_tee(message: Message) -> None:
             kind = message["type"]
             if kind == "http.response.body":
+                more = message.get("more_body", False)
                 if log_body:
                     body = message.get("body", b"")
-                    more = message.get("more_body", False)
                     tee = raw.resp_body
                     if tee is not None:
                         tee.feed(body)
-                    elif not more and raw.resp_whole is None:
+                    elif not more:
                         raw.keep_response(body, cap)  # the common case: one message, no copy, no tee
                     else:
                         tee = raw.resp_body = BodyTee(cap)
-                        if raw.resp_whole is not None:
-                            tee.feed(raw.resp_whole)
-                            raw.resp_whole = None
                         tee.feed(body)
-                else:
-                    more = message.get("more_body", False)
                 if not more:
                     try:
                         await send(message)
@@ -172,20 +167,14 @@ class ApimonMiddleware:
                 body = message.get("body", b"")
                 more = message.get("more_body", False)
                 tee = raw.req_body
-                if tee is not None:
-                    tee.feed(body)
-                    if not more:
-                        tee.complete = True
-                elif not more and len(body) <= cap and raw.req_whole is None:
-                    raw.req_whole = body
-                else:
+                if tee is None and not more and len(body) <= cap:
+                    raw.req_whole = body  # one message within the cap: no copy, no tee
+                    return message
+                if tee is None:
                     tee = raw.req_body = BodyTee(cap)
-                    if raw.req_whole is not None:
-                        tee.feed(raw.req_whole)
-                        raw.req_whole = None
-                    tee.feed(body)
-                    if not more:
-                        tee.complete = True
+                tee.feed(body)
+                if not more:
+                    tee.complete = True
             return message
 
         try:
