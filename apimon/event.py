@@ -92,6 +92,7 @@ def _body_into(
     config: Config,
     where: str,
     truncated: dict[str, int | None],
+    check_depth: bool,
 ) -> None:
     if tee is None or tee.size == 0:
         return
@@ -99,7 +100,7 @@ def _body_into(
         truncated[where] = tee.size if tee.complete else None
         return
     body: Body | None = classify(
-        tee.data(), content_type, content_encoding, config.max_body_bytes, config.redact_body_fields
+        tee.data(), content_type, content_encoding, config.max_body_bytes, config.redact_body_fields, check_depth
     )
     if body is None:
         return
@@ -112,8 +113,11 @@ def _body_into(
         target["transfer_encoding"] = body.transfer_encoding
 
 
-def build_event(raw: RawCall, config: Config) -> dict[str, Any]:
-    """The event as a plain dict, ready for ``mask_event`` and orjson."""
+def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict[str, Any]:
+    """The event as a plain dict, ready for ``mask_event`` and orjson.
+
+    A JSON body is not checked for nesting too deep to encode unless ``check_depth``: the
+    pipeline builds again with it when encoding fails (such a body then becomes text)."""
     req_headers = hdr.merge(raw.req_headers)
     resp_headers = hdr.merge(raw.resp_headers)
 
@@ -150,6 +154,7 @@ def build_event(raw: RawCall, config: Config) -> dict[str, Any]:
             config,
             "request.body",
             truncated,
+            check_depth,
         )
         if request["verb"] != "HEAD" and raw.status not in _NO_BODY_STATUSES:
             _body_into(
@@ -160,6 +165,7 @@ def build_event(raw: RawCall, config: Config) -> dict[str, Any]:
                 config,
                 "response.body",
                 truncated,
+                check_depth,
             )
 
     request["headers"] = hdr.redact(req_headers, config.redact_headers)

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from apimon._guard import log_once, logger
+from apimon.bodies import MAX_JSON_DEPTH, depth_exceeds
 from apimon.config import Config
 from apimon.counters import Counters
 from apimon.event import build_event
@@ -82,35 +83,19 @@ class Pipeline:
                 )
 
     def _prepare(self, raw: RawCall) -> Item | None:
-        config = self.config
-        try:
-            raw.resolve()
-            raw.settle_bodies(config.max_body_bytes)
-            event = build_event(raw, config)
-        except Exception:
-            self._lose("dropped_error", "build", "apimon: building an event failed; it was dropped")
+        event = self._event(raw, check_depth=False)
+        if event is None:
             return None
-        if config.mask_event is not None:
-            try:
-                masked = config.mask_event(event)
-            except Exception:
-                self.counters.incr("hook_errors")
-                self._lose("dropped_by_mask", "hook-mask_event", "apimon: mask_event raised; the event was dropped")
+        encoded = self._encode(event, retry_deep=True)
+        if encoded is _TOO_DEEP:
+            # A JSON body nested deeper than orjson encodes (rare, and only built cheaply because
+            # depth is not checked first): build again with the check, which keeps it as text.
+            # mask_event then sees this call twice.
+            event = self._event(raw, check_depth=True)
+            if event is None:
                 return None
-            if masked is None:
-                self.counters.incr("dropped_by_mask")
-                return None
-            if not isinstance(masked, dict):
-                self.counters.incr("hook_errors")
-                self._lose(
-                    "dropped_by_mask",
-                    "hook-mask_event-type",
-                    "apimon: mask_event must return a dict or None; the event was dropped",
-                )
-                return None
-            event = masked
-        encoded = self._encode(event)
-        if encoded is None:
+            encoded = self._encode(event, retry_deep=False)
+        if not isinstance(encoded, tuple):
             return None
         event, data = encoded
         user_id = event.get("user_id")
@@ -131,11 +116,45 @@ class Pipeline:
             response_bytes=raw.resp_body.size if raw.resp_body is not None else 0,
         )
 
-    def _encode(self, event: dict[str, Any]) -> tuple[dict[str, Any], bytes] | None:
-        """The event and its JSON; sinks that transform the event see exactly what was encoded."""
+    def _event(self, raw: RawCall, check_depth: bool) -> dict[str, Any] | None:
+        """The call's event after ``mask_event``; None when it is dropped (counted here)."""
+        config = self.config
+        try:
+            raw.resolve()
+            raw.settle_bodies(config.max_body_bytes)
+            event = build_event(raw, config, check_depth)
+        except Exception:
+            self._lose("dropped_error", "build", "apimon: building an event failed; it was dropped")
+            return None
+        if config.mask_event is None:
+            return event
+        try:
+            masked = config.mask_event(event)
+        except Exception:
+            self.counters.incr("hook_errors")
+            self._lose("dropped_by_mask", "hook-mask_event", "apimon: mask_event raised; the event was dropped")
+            return None
+        if masked is None:
+            self.counters.incr("dropped_by_mask")
+            return None
+        if not isinstance(masked, dict):
+            self.counters.incr("hook_errors")
+            self._lose(
+                "dropped_by_mask",
+                "hook-mask_event-type",
+                "apimon: mask_event must return a dict or None; the event was dropped",
+            )
+            return None
+        return masked
+
+    def _encode(self, event: dict[str, Any], retry_deep: bool) -> tuple[dict[str, Any], bytes] | object | None:
+        """The event and its JSON; sinks that transform the event see exactly what was encoded.
+        ``_TOO_DEEP`` when ``retry_deep`` and a body is nested too deep to encode."""
         try:
             data = orjson.dumps(event)
         except (TypeError, orjson.JSONEncodeError):
+            if retry_deep and _body_too_deep(event):
+                return _TOO_DEEP
             # A hook put something orjson cannot encode; fall back to str() for it.
             try:
                 data = orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS)
@@ -171,6 +190,17 @@ class Pipeline:
         if reason == "dropped_error":
             self.counters.incr("internal_errors")
         log_once(kind, message, exc_info=True, level=logging.ERROR if reason == "dropped_error" else logging.WARNING)
+
+
+_TOO_DEEP = object()
+
+
+def _body_too_deep(event: dict[str, Any]) -> bool:
+    for part in ("request", "response"):
+        section = event.get(part)
+        if isinstance(section, dict) and depth_exceeds(section.get("body"), MAX_JSON_DEPTH):
+            return True
+    return False
 
 
 def _split_by_bytes(items: list[Item], max_bytes: int) -> list[list[Item]]:

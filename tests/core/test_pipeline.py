@@ -134,3 +134,32 @@ def test_event_over_one_megabyte_loses_its_bodies_then_is_dropped() -> None:
     event = sink.events[0]
     assert "body" not in event["request"] and "body" not in event["response"]
     assert event["metadata"]["apimon"]["truncated"] == {"request.body": None, "response.body": None}
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_json_nested_deeper_than_the_encoder_allows_is_shipped_as_text(masked: bool) -> None:
+    # Depth is only checked when encoding fails: 240 levels encode (JSON kept), 300 do not (text).
+    seen: list[Any] = []
+
+    def mask(event: dict[str, Any]) -> dict[str, Any]:
+        seen.append(event["response"].get("body"))
+        return event
+
+    sink = ListSink()
+    client = Client(Config.from_options(mask_event=mask if masked else None), sinks=[sink])
+    bodies = {depth: b"[" * depth + b"]" * depth for depth in (240, 300)}
+    for depth, body in bodies.items():
+        raw = make_raw(path=f"/deep/{depth}", resp_headers=[("Content-Type", "application/json")], resp_body=body)
+        client.complete(raw, None)
+    assert client.flush(5.0)
+    assert client.stats()["sent"] == 2 and client.stats()["internal_errors"] == 0
+    by_path = {e["request"]["uri"].rsplit("/", 1)[1]: e["response"]["body"] for e in sink.events}
+    assert by_path["300"] == bodies[300].decode()
+    value = by_path["240"]
+    for _ in range(239):
+        assert isinstance(value, list) and len(value) == 1
+        value = value[0]
+    assert value == []
+    if masked:
+        # The too-deep call is built twice, so mask_event sees it as JSON, then as text.
+        assert len(seen) == 3 and seen[-1] == bodies[300].decode()
