@@ -445,6 +445,19 @@ def test_body_redaction_holds_whatever_the_body_shape(body: Any) -> None:
     assert got == redact_json(orjson.loads(data), Config.from_options({}).redact_body_fields)
 
 
+def test_keys_hidden_between_the_sampled_windows_are_still_redacted() -> None:
+    # The cost model counts ':' in three 256-byte windows (start, middle, end); here all three
+    # fall (nearly) inside long strings, so it sees almost no keys, walks, and must still find the secrets.
+    rows = [{f"k{j}": j for j in range(8)} for _ in range(60)]
+    body = {"head": "h" * 600, "a": [*rows, {"token": "t1"}], "mid": "m" * 6000, "b": [*rows, {"Password": "p1"}]}
+    body["tail"] = "z" * 600
+    data = orjson.dumps(body)
+    raw = make_raw(method="POST", req_headers=[("Content-Type", "application/json")], req_body=data)
+    got = build(raw)["request"]["body"]
+    assert got["a"][-1] == {"token": "[REDACTED]"} and got["b"][-1] == {"Password": "[REDACTED]"}
+    assert got["a"][:-1] == rows and got["mid"] == "m" * 6000
+
+
 def test_key_dense_body_without_secrets_is_unchanged() -> None:
     body = [{"id": i, "name": f"w{i}", "qty": i} for i in range(500)]
     raw = make_raw(method="POST", req_headers=[("Content-Type", "application/json")], req_body=orjson.dumps(body))
