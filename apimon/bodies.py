@@ -14,9 +14,9 @@ import orjson
 from apimon.multipart import summarize_multipart
 from apimon.redact import redact_form, redact_json
 
-# orjson refuses to serialise nesting deeper than 255. Counting brackets costs more than parsing a
-# body (two passes over its bytes), so only the rebuild after a failed encoding checks the depth
-# (``check_depth``), and there a body nested deeper than this is kept as text.
+# orjson refuses to serialise nesting deeper than 255. Checking every body first (counting its
+# brackets) cost more than parsing it, so only the rebuild after a failed encoding checks the
+# depth (``check_depth``), and there a body nested deeper than this is kept as text.
 MAX_JSON_DEPTH = 200
 
 _TEXT_SUBTYPES = (
@@ -158,13 +158,7 @@ def _parse_json(data: bytes, check_depth: bool) -> Any:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return _INVALID
-    # Nesting deeper than the limit needs more opening brackets than the limit: count first.
-    if (
-        check_depth
-        and len(data) > MAX_JSON_DEPTH
-        and data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH
-        and depth_exceeds(value, MAX_JSON_DEPTH)
-    ):
+    if check_depth and depth_exceeds(value, MAX_JSON_DEPTH):
         return _INVALID
     return value
 

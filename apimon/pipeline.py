@@ -86,8 +86,9 @@ class Pipeline:
         event = self._event(raw, check_depth=False)
         if event is None:
             return None
-        encoded = self._encode(event, retry_deep=True)
-        if encoded is _TOO_DEEP:
+        try:
+            encoded = self._encode(event, retry_deep=True)
+        except _TooDeep:
             # A JSON body nested deeper than orjson encodes (rare, and only built cheaply because
             # depth is not checked first): build again with the check, which keeps it as text.
             # mask_event then sees this call twice.
@@ -95,7 +96,7 @@ class Pipeline:
             if event is None:
                 return None
             encoded = self._encode(event, retry_deep=False)
-        if not isinstance(encoded, tuple):
+        if encoded is None:
             return None
         event, data = encoded
         user_id = event.get("user_id")
@@ -149,14 +150,14 @@ class Pipeline:
             return None
         return masked
 
-    def _encode(self, event: dict[str, Any], retry_deep: bool) -> tuple[dict[str, Any], bytes] | object | None:
+    def _encode(self, event: dict[str, Any], retry_deep: bool) -> tuple[dict[str, Any], bytes] | None:
         """The event and its JSON; sinks that transform the event see exactly what was encoded.
-        ``_TOO_DEEP`` when ``retry_deep`` and a body is nested too deep to encode."""
+        Raises ``_TooDeep`` when ``retry_deep`` and a body is nested too deep to encode."""
         try:
             data = orjson.dumps(event)
         except (TypeError, orjson.JSONEncodeError):
             if retry_deep and _body_too_deep(event):
-                return _TOO_DEEP
+                raise _TooDeep from None
             # A hook put something orjson cannot encode; fall back to str() for it.
             try:
                 data = orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS)
@@ -194,7 +195,8 @@ class Pipeline:
         log_once(kind, message, exc_info=True, level=logging.ERROR if reason == "dropped_error" else logging.WARNING)
 
 
-_TOO_DEEP = object()
+class _TooDeep(Exception):
+    """A body of the event is nested deeper than orjson encodes: build it again, checking depth."""
 
 
 def _body_too_deep(event: dict[str, Any]) -> bool:
