@@ -18,9 +18,10 @@ import orjson
 class Item:
     """One encoded event plus the indexed columns the store wants.
 
-    ``data`` is the event's JSON exactly as shipped. The parsed form is kept only while a batch
-    is being handed out (``cached``); a sink that holds items for long calls :meth:`compact`,
-    and :attr:`event` parses the JSON again if it is needed later: a backlog of 10,000 events
+    ``data`` is the event's JSON exactly as shipped; :attr:`event` is its parsed form, from
+    ``cached`` when the item was made with one (a sink that re-encodes an event, as Moesif's
+    sampling does), else parsed from ``data`` on demand. The pipeline makes items without it,
+    and a sink that holds items for long calls :meth:`compact`: a backlog of 10,000 events
     then costs their JSON, not their JSON and their dicts.
     """
 

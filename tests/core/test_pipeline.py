@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
+import orjson
 import pytest
 
 from apimon.client import Client
 from apimon.config import Config
-from apimon.counters import LOSS_REASONS
+from apimon.counters import LOSS_REASONS, Counters
+from apimon.pipeline import Pipeline
 from apimon.views import RequestView, ResponseView
 from tests.conftest import ListSink
 from tests.factories import make_raw
@@ -163,3 +166,28 @@ def test_json_nested_deeper_than_the_encoder_allows_is_shipped_as_text(masked: b
     if masked:
         # The too-deep call is built twice, so mask_event sees it as JSON, then as text.
         assert len(seen) == 3 and seen[-1] == bodies[300].decode()
+
+
+def test_prepared_items_waiting_for_their_batch_hold_json_not_parsed_events() -> None:
+    # Items wait in the flusher for a full batch; each must cost the collector one tracked
+    # object (the item), not the dozen dicts and lists of its parsed event.
+    pipeline = Pipeline(Config.from_options({}), Counters(), [])
+    raws = [
+        make_raw(
+            method="POST",
+            req_headers=[("Content-Type", "application/json"), ("X-Id", str(i))],
+            req_body=orjson.dumps({"id": i, "tags": ["a", "b"], "nested": {"k": [1, 2]}}),
+            resp_headers=[("Content-Type", "application/json")],
+            resp_body=orjson.dumps({"ok": True, "items": [{"n": i}]}),
+        )
+        for i in range(200)
+    ]
+    gc.collect()
+    before = len(gc.get_objects())
+    items = [pipeline.prepare(raw) for raw in raws]
+    del raws
+    gc.collect()
+    grown = len(gc.get_objects()) - before
+    assert grown <= len(items) + 10, grown
+    assert items[7].event["request"]["body"] == {"id": 7, "tags": ["a", "b"], "nested": {"k": [1, 2]}}
+    assert orjson.loads(items[7].data) == items[7].event
