@@ -86,6 +86,7 @@ def _origin(scheme: str, host: str) -> str:
 
 def _body_into(
     target: dict[str, Any],
+    whole: bytes | None,
     tee: BodyTee | None,
     content_type: str | None,
     content_encoding: str | None,
@@ -94,13 +95,23 @@ def _body_into(
     truncated: dict[str, int | None],
     check_depth: bool,
 ) -> None:
-    if tee is None or tee.size == 0:
+    # A body that came in one piece is read as the app's own bytes: no BodyTee is made for it.
+    if whole is not None:
+        data = whole
+        if len(data) > config.max_body_bytes:
+            truncated[where] = len(data)
+            return
+    elif tee is None or tee.size == 0:
         return
-    if tee.truncated:
+    elif tee.truncated:
         truncated[where] = tee.size if tee.complete else None
         return
+    else:
+        data = tee.data()
+    if not data:
+        return
     body: Body | None = classify(
-        tee.data(), content_type, content_encoding, config.max_body_bytes, config.redact_body_fields, check_depth
+        data, content_type, content_encoding, config.max_body_bytes, config.redact_body_fields, check_depth
     )
     if body is None:
         return
@@ -148,6 +159,7 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
     if config.log_body:
         _body_into(
             request,
+            raw.req_whole,
             raw.req_body,
             req_headers.get("Content-Type"),
             req_headers.get("Content-Encoding"),
@@ -159,6 +171,7 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
         if request["verb"] != "HEAD" and raw.status not in _NO_BODY_STATUSES:
             _body_into(
                 response,
+                raw.resp_whole,
                 raw.resp_body,
                 resp_headers.get("Content-Type"),
                 resp_headers.get("Content-Encoding"),

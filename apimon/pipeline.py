@@ -120,8 +120,8 @@ class Pipeline:
             raw.status or 500,
             user_id if isinstance(user_id, str) else None,
             company_id if isinstance(company_id, str) else None,
-            raw.req_body.size if raw.req_body is not None else 0,  # request_bytes
-            raw.resp_body.size if raw.resp_body is not None else 0,  # response_bytes
+            raw.request_bytes,
+            raw.response_bytes,
         )
 
     def _event(self, raw: RawCall, check_depth: bool) -> dict[str, Any] | None:

@@ -90,7 +90,7 @@ class RawCall:
     error: str | None = None
     weight: int | None = None
     # A body that arrived in one piece within the cap, kept as the app's own bytes object (no
-    # copy, no BodyTee on the request path); :meth:`settle_bodies` turns it into a tee later.
+    # copy, and no BodyTee on the request path or later: the event builder reads it as it is).
     req_whole: bytes | None = None
     resp_whole: bytes | None = None
     # The size of a one-piece response body over the cap: nothing of it is kept.
@@ -152,19 +152,27 @@ class RawCall:
             self.native = None
 
     def settle_bodies(self, cap: int) -> None:
-        """Turn the one-piece bodies adapters kept into :class:`BodyTee` objects (flusher thread)."""
-        whole = self.req_whole
-        if whole is not None:
-            self.req_whole = None
-            self.req_body = BodyTee.of(whole, cap)
-        whole = self.resp_whole
-        if whole is not None:
-            self.resp_whole = None
-            self.resp_body = BodyTee.of(whole, cap)
-        elif self.resp_over:
+        """Turn the size a one-piece response over the cap left into a :class:`BodyTee` (flusher
+        thread). One-piece bodies within the cap stay as they are: the event builder reads them."""
+        if self.resp_over and self.resp_body is None:
             tee = self.resp_body = BodyTee(cap)
             tee.size, tee.complete = self.resp_over, True
-            self.resp_over = 0
+
+    @property
+    def request_bytes(self) -> int:
+        """How many bytes of request body passed (all of it, kept or not)."""
+        whole = self.req_whole
+        if whole is not None:
+            return len(whole)
+        return self.req_body.size if self.req_body is not None else 0
+
+    @property
+    def response_bytes(self) -> int:
+        """How many bytes of response body passed (all of it, kept or not)."""
+        whole = self.resp_whole
+        if whole is not None:
+            return len(whole)
+        return self.resp_body.size if self.resp_body is not None else 0
 
     def keep_response(self, body: bytes, cap: int) -> None:
         """Record a complete response body that came in one piece: the app's bytes object itself

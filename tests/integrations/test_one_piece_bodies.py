@@ -187,3 +187,41 @@ def test_keep_response_over_the_cap_holds_no_reference_to_the_body() -> None:
         True,
         [],
     )
+
+
+@pytest.mark.parametrize("body", [SMALL, BIG], ids=["within-cap", "over-cap"])
+def test_asgi_request_in_one_message_is_recorded_with_its_size(sink: ListSink, body: bytes) -> None:
+    from apimon.integrations.asgi import ApimonMiddleware
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": message["body"]})
+
+    got: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            got.append(message["body"])
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/x",
+        "raw_path": b"/x",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json")],
+    }
+    asyncio.run(ApimonMiddleware(app)(scope, receive, send))
+    assert got == [body]
+    event = _event(sink)
+    assert sink.items[0].request_bytes == len(body)
+    if body is SMALL:
+        assert event["request"]["body"] == orjson.loads(SMALL) and _truncated(event) is None
+    else:
+        # The echoed response is over the cap too.
+        assert "body" not in event["request"] and "body" not in event["response"]
+        assert _truncated(event) == {"request.body": len(BIG), "response.body": len(BIG)}
