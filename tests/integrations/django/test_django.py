@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from apimon.integrations.django import _options
-from django.http import HttpResponseBase
+from apimon.integrations.django import _header_pairs, _options
+from django.http import HttpResponse, HttpResponseBase
 from django.test import AsyncClient, Client
 
 import apimon
@@ -139,3 +139,21 @@ def test_bad_settings_are_clear_errors(settings: Any) -> None:
     settings.APIMON = {"sample_rate": 7}
     with pytest.raises(ValueError, match="sample_rate"):
         Config.from_options(_options())
+
+
+def test_response_header_pairs_keep_the_apps_names_and_fall_back_to_items() -> None:
+    response = HttpResponse(b"{}", content_type="application/json")
+    response["X-Request-ID"] = "r-1"
+    response["x-other"] = "o"
+    assert _header_pairs(response) == list(response.items())
+    assert ("X-Request-ID", "r-1") in _header_pairs(response)
+
+    class Plain:
+        """A response whose headers are not Django's ResponseHeaders: only items() is used."""
+
+        headers = {"X-A": "1"}
+
+        def items(self) -> list[tuple[str, str]]:
+            return [("X-A", "1"), ("X-B", "2")]
+
+    assert _header_pairs(Plain()) == [("X-A", "1"), ("X-B", "2")]  # type: ignore[arg-type]
