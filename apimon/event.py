@@ -95,12 +95,10 @@ def _body_into(
     truncated: dict[str, int | None],
     check_depth: bool,
 ) -> None:
-    # A body that came in one piece is read as the app's own bytes: no BodyTee is made for it.
+    # A body that came in one piece (adapters keep it only within the cap) is read as the app's
+    # own bytes: no BodyTee is made for it.
     if whole is not None:
         data = whole
-        if len(data) > config.max_body_bytes:
-            truncated[where] = len(data)
-            return
     elif tee is None or tee.size == 0:
         return
     elif tee.truncated:

@@ -46,14 +46,6 @@ class BodyTee:
             self.chunks.append(bytes(chunk))
             self.held += n
 
-    @classmethod
-    def of(cls, data: bytes, cap: int) -> BodyTee:
-        """A complete body seen in one piece."""
-        tee = cls(cap)
-        tee.feed(data)
-        tee.complete = True
-        return tee
-
     @property
     def truncated(self) -> bool:
         return self.size > self.cap
@@ -161,18 +153,12 @@ class RawCall:
     @property
     def request_bytes(self) -> int:
         """How many bytes of request body passed (all of it, kept or not)."""
-        whole = self.req_whole
-        if whole is not None:
-            return len(whole)
-        return self.req_body.size if self.req_body is not None else 0
+        return _body_size(self.req_whole, self.req_body)
 
     @property
     def response_bytes(self) -> int:
         """How many bytes of response body passed (all of it, kept or not)."""
-        whole = self.resp_whole
-        if whole is not None:
-            return len(whole)
-        return self.resp_body.size if self.resp_body is not None else 0
+        return _body_size(self.resp_whole, self.resp_body)
 
     def keep_response(self, body: bytes, cap: int) -> None:
         """Record a complete response body that came in one piece: the app's bytes object itself
@@ -181,3 +167,9 @@ class RawCall:
             self.resp_whole = body
         else:
             self.resp_over = len(body)
+
+
+def _body_size(whole: bytes | None, tee: BodyTee | None) -> int:
+    if whole is not None:
+        return len(whole)
+    return tee.size if tee is not None else 0
