@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from apimon.multipart import summarize_multipart
-from apimon.redact import redact_form, redact_json
+from apimon.redact import redact_flat, redact_form, redact_json
 
 # orjson refuses to serialise nesting deeper than 255. Checking every body first (counting its
 # brackets) cost more than parsing it, so only the rebuild after a failed encoding checks the
@@ -132,7 +132,11 @@ def classify(
     if kind == _JSON:
         parsed = _parse_json(decoded, check_depth)
         if parsed is not _INVALID:
-            if redact_fields and _may_hold_fields(decoded, redact_fields):
+            if (
+                redact_fields
+                and not redact_flat(parsed, redact_fields)
+                and _may_hold_fields(decoded, redact_fields)
+            ):
                 redact_json(parsed, redact_fields)
             return Body(parsed)
     elif kind == _MULTIPART:

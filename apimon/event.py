@@ -26,10 +26,14 @@ def _second(secs: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
 
 
+# ".000Z" to ".999Z": two per event, and a lookup costs half of formatting the number.
+_MILLIS = tuple(f".{n:03d}Z" for n in range(1000))
+
+
 def iso_ms(ts: float) -> str:
     """``2026-11-25T14:04:34.785Z``: UTC, ISO 8601, milliseconds (CONTRACT 2.2)."""
-    secs, frac = divmod(int(ts * 1000), 1000)
-    return f"{_second(secs)}.{frac:03d}Z"
+    ms = int(ts * 1000)
+    return _second(ms // 1000) + _MILLIS[ms % 1000]
 
 
 class _TransactionIds:

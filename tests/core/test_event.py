@@ -433,8 +433,13 @@ def test_redaction_sees_through_unicode_escaped_keys() -> None:
         {"blob": "A" * 50_000, "nested": {"note": "x" * 5000, "Client_Secret": "s"}},
         # Many keys for its size: checked by searching the bytes first, the secret buried deep.
         {"rows": [{f"k{j}": j for j in range(10)} for _ in range(300)] + [{"deep": [{"cvc": "123"}]}]},
+        # Small and flat: its keys are checked directly, without the walk.
+        {"user": "al", "Password": "s", "n": 1, "CVC": "123"},
+        # Flat but over FLAT_KEYS keys, and flat but for its last value: both go to the walk.
+        {**{f"k{j}": j for j in range(40)}, "token": "s", "cvc": "123"},
+        {"a": 1, "token": "s", "z": {"cvc": "123"}},
     ],
-    ids=["long-strings", "key-dense"],
+    ids=["long-strings", "key-dense", "flat", "flat-many-keys", "flat-but-last"],
 )
 def test_body_redaction_holds_whatever_the_body_shape(body: Any) -> None:
     data = orjson.dumps(body)
