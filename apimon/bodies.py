@@ -132,11 +132,7 @@ def classify(
     if kind == _JSON:
         parsed = _parse_json(decoded, check_depth)
         if parsed is not _INVALID:
-            if (
-                redact_fields
-                and not redact_flat(parsed, redact_fields)
-                and _may_hold_fields(decoded, redact_fields)
-            ):
+            if redact_fields and not redact_flat(parsed, redact_fields) and _may_hold_fields(decoded, redact_fields):
                 redact_json(parsed, redact_fields)
             return Body(parsed)
     elif kind == _MULTIPART:
