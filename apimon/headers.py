@@ -16,6 +16,13 @@ def canonical(name: str | bytes) -> str:
     return "-".join(part.capitalize() for part in text.replace("_", "-").split("-"))
 
 
+# The names an app sees, as given, to their canonical form: a plain dict lookup is ~0.07 us a
+# header cheaper than the lru_cache, which wraps a bytes argument in a tuple to key it. Bounded,
+# since clients choose header names; past the bound, names go through the lru_cache.
+_KNOWN: dict[str | bytes, str] = {}
+_KNOWN_MAX = 1024
+
+
 def merge(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> dict[str, str]:
     """Canonicalise names and join the values of a repeated name with ``,``, in order.
 
@@ -25,9 +32,15 @@ def merge(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> dict[str, str]:
     headers, so every adapter under every common server produces the same string (CONTRACT 2.2).
     """
     out: dict[str, str] = {}
+    known = _KNOWN.get
     for name, value in pairs:
-        key = canonical(name)
-        if not isinstance(value, str):
+        key = known(name)
+        if key is None:
+            key = canonical(name)
+            if len(_KNOWN) < _KNOWN_MAX:
+                _KNOWN[name] = key
+        # ASGI's values are exactly bytes: the class check is a third of isinstance's cost.
+        if value.__class__ is bytes or not isinstance(value, str):
             value = value.decode("latin-1")
         if key in out:
             out[key] = f"{out[key]},{value}"

@@ -486,3 +486,13 @@ def test_transaction_ids_differ_between_parent_and_child_after_fork() -> None:
     os.close(read)
     parent = [transaction_ids.next() for _ in range(5)]
     assert len(child) == 5 and not set(child) & set(parent)
+
+
+def test_header_names_clients_make_up_are_canonical_and_their_cache_stays_bounded() -> None:
+    from apimon import headers
+
+    pairs = [(f"x-made-up-{i}".encode(), b"v") for i in range(3000)] + [(b"X-MADE-UP-7", b"w")]
+    merged = headers.merge(pairs)
+    assert len(merged) == 3000
+    assert merged["X-Made-Up-7"] == "v,w" and merged["X-Made-Up-2999"] == "v"
+    assert len(headers._KNOWN) <= headers._KNOWN_MAX
