@@ -39,33 +39,43 @@ def iso_ms(ts: float) -> str:
 class _TransactionIds:
     """UUID4 strings cut from one ``os.urandom`` block of 256 ids (``uuid.uuid4()`` costs 2 µs each).
 
-    The block is hex-encoded once; each id is five slices of it with the version nibble set to
-    4 and the variant nibble to 8-b (RFC 4122), as ``uuid.UUID(version=4)`` does: 122 random bits.
+    The block is laid out once as 256 ready strings in one text (:func:`_uuid_block`); an id is
+    one slice of it: ~0.15 µs, against ~0.6 for formatting five slices of hex per id.
     """
 
     def __init__(self) -> None:
-        self._hex = ""
+        self._text = ""
         self._at = 0
 
     def reset(self) -> None:
         """Drop the block: after a fork, parent and child must not cut the same ids (Moesif
         deduplicates by transaction_id, so a repeated id would be a silently lost event)."""
-        self._hex, self._at = "", 0
+        self._text, self._at = "", 0
 
     def next(self) -> str:
         at = self._at
-        if at >= len(self._hex):
-            self._hex, at = os.urandom(16 * 256).hex(), 0
-        self._at = at + 32
-        h = self._hex
-        return (
-            f"{h[at : at + 8]}-{h[at + 8 : at + 12]}-4{h[at + 13 : at + 16]}-"
-            f"{_VARIANT[h[at + 16]]}{h[at + 17 : at + 20]}-{h[at + 20 : at + 32]}"
-        )
+        if at >= len(self._text):
+            self._text, at = _uuid_block(256), 0
+        self._at = at + 36
+        return self._text[at : at + 36]
 
 
-# The variant nibble keeps its two low random bits and gets the high bits 10.
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+# Where the 32 hex digits of a UUID go in its 36-character form (8-4-4-4-12).
+_DIGIT_AT = [*range(0, 8), *range(9, 13), *range(14, 18), *range(19, 23), *range(24, 36)]
+# The variant digit keeps its two low random bits and gets the high bits 10: 8, 9, a or b.
+_VARIANT = bytes.maketrans(b"0123456789abcdef", b"89ab" * 4)
+
+
+def _uuid_block(n: int) -> str:
+    """``n`` random version-4 UUIDs (RFC 4122, 122 random bits each), 36 characters apiece, in
+    one string: each of the 32 digit positions is filled for all ids by one slice assignment."""
+    digits = os.urandom(16 * n).hex().encode("ascii")
+    out = bytearray(b"-" * (36 * n))
+    for digit, at in enumerate(_DIGIT_AT):
+        out[at::36] = digits[digit::32]
+    out[14::36] = b"4" * n  # the version digit
+    out[19::36] = digits[16::32].translate(_VARIANT)
+    return out.decode("ascii")
 
 
 transaction_ids = _TransactionIds()

@@ -496,3 +496,15 @@ def test_header_names_clients_make_up_are_canonical_and_their_cache_stays_bounde
     assert len(merged) == 3000
     assert merged["X-Made-Up-7"] == "v,w" and merged["X-Made-Up-2999"] == "v"
     assert len(headers._KNOWN) <= headers._KNOWN_MAX
+
+
+def test_transaction_ids_across_blocks_are_distinct_canonical_uuid4s() -> None:
+    from apimon.event import transaction_ids
+
+    ids = [transaction_ids.next() for _ in range(1000)]  # several blocks of 256
+    assert len(set(ids)) == 1000
+    for txid in ids:
+        parsed = uuid.UUID(txid)
+        assert str(parsed) == txid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    # Every digit that is not the version's is random: no position is constant across ids.
+    assert all(len({txid[i] for txid in ids}) > 1 for i in range(36) if i not in (8, 13, 14, 18, 23))
