@@ -33,16 +33,24 @@ def _proc_tree(pid: int) -> list[int]:
     return pids
 
 
+def _ticks(stat: Path) -> int:
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+    except (FileNotFoundError, IndexError):
+        return 0
+
+
 def cpu_seconds(pid: int) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for p in _proc_tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except (FileNotFoundError, IndexError):
-            continue
-    return total / ticks
+    """CPU seconds of the server's processes, all their threads (finished ones too)."""
+    return sum(_ticks(Path(f"/proc/{p}/stat")) for p in _proc_tree(pid)) / os.sysconf("SC_CLK_TCK")
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the processes' main threads alone: the threads that serve requests under
+    gunicorn's sync worker and uvicorn. The rest of :func:`cpu_seconds` is background threads
+    (apimon's flusher and sender, Moesif's workers)."""
+    return sum(_ticks(Path(f"/proc/{p}/task/{p}/stat")) for p in _proc_tree(pid)) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -115,9 +123,12 @@ def run(framework: str, variant: str, endpoints: list[str], seconds: int, collec
         pid = server.proc.pid  # type: ignore[union-attr]
         served = int(wrk(port, "/ping", 2)["requests"])  # warm-up
         for endpoint in endpoints:
-            cpu0 = cpu_seconds(pid)
+            cpu0, main0 = cpu_seconds(pid), main_thread_cpu_seconds(pid)
             r = wrk(port, endpoint, seconds)
-            r["cpu_s_per_10k"] = (cpu_seconds(pid) - cpu0) / r["requests"] * 10_000
+            cpu, main = cpu_seconds(pid) - cpu0, main_thread_cpu_seconds(pid) - main0
+            r["cpu_s_per_10k"] = cpu / r["requests"] * 10_000
+            r["main_us"] = main / r["requests"] * 1e6
+            r["background_us"] = max(0.0, cpu - main) / r["requests"] * 1e6
             results[endpoint] = r
             served += r["requests"]
         results["rss_mb"] = peak_rss_mb(pid)

@@ -114,6 +114,7 @@ def in_process(collector: Collector, rounds: int, per_round: int) -> dict[tuple[
 
 
 LOOPBACK_VARIANTS = ["bare", "apimon", "apimon-path", "moesif"]
+LOOPBACK_FIGURES = ("rps", "p50_ms", "p99_ms", "cpu_s_per_10k", "main_us", "background_us")
 
 
 def loopback_rounds(fw: str, rounds: int, seconds: int, collector: Collector) -> dict[Any, dict[str, Any]]:
@@ -133,14 +134,41 @@ def loopback_rounds(fw: str, rounds: int, seconds: int, collector: Collector) ->
     out: dict[Any, dict[str, Any]] = {}
     for variant, results in runs.items():
         merged: dict[str, Any] = {
-            ep: {k: statistics.median(r[ep][k] for r in results) for k in ("rps", "p50_ms", "p99_ms", "cpu_s_per_10k")}
-            for ep in ENDPOINTS
+            ep: {k: statistics.median(r[ep][k] for r in results) for k in LOOPBACK_FIGURES} for ep in ENDPOINTS
         }
         merged["rss_mb"] = statistics.median(r["rss_mb"] for r in results)
         merged["served"] = sum(r["served"] for r in results)
         merged["delivered"] = sum(r["delivered"] for r in results)
         out[(fw, variant)] = merged
     return out
+
+
+def _cpu_split(lb: dict[Any, dict[str, Any]]) -> list[str]:
+    """Where apimon's server CPU goes, from the same runs: its request path (apimon-path's
+    request thread against bare's), what the background threads' work costs the request thread
+    (apimon's request thread against apimon-path's: caches, GIL hand-offs), and the background
+    threads themselves."""
+    lines = [
+        "",
+        "Where apimon's server CPU goes, µs per request (medians of the same rounds): the request thread"
+        " of bare, of apimon-path (events dropped at the queue: the request path alone) and of apimon,"
+        " then apimon's background threads (flusher and sender).",
+        "",
+        "| framework | endpoint | bare | apimon-path | apimon request thread | apimon background "
+        "| request path | cost to the request thread | background |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for fw in FRAMEWORKS:
+        bare, path, full = lb.get((fw, "bare")), lb.get((fw, "apimon-path")), lb.get((fw, "apimon"))
+        if not (bare and path and full):
+            continue
+        for ep in ENDPOINTS:
+            b, p, a = bare[ep]["main_us"], path[ep]["main_us"], full[ep]["main_us"]
+            bg = full[ep]["background_us"]
+            lines.append(
+                f"| {fw} | {ep} | {b:.1f} | {p:.1f} | {a:.1f} | {bg:.1f} | {p - b:+.1f} | {a - p:+.1f} | {bg:+.1f} |"
+            )
+    return lines
 
 
 def flusher(events: int) -> dict[str, dict[str, Any]]:
@@ -241,6 +269,7 @@ def render(
                     f"| {x['p99_ms']:.2f} | {x['p99_ms'] / b['p99_ms']:.2f}x | {x['cpu_s_per_10k']:.2f} "
                     f"| {x['cpu_s_per_10k'] / b['cpu_s_per_10k']:.2f}x | {r['rss_mb']:.0f} | {delivered} |"
                 )
+    lines += _cpu_split(lb)
     lines += [
         "",
         "## 3. Flusher throughput (one process, to a local collector in another process)",
