@@ -2,12 +2,18 @@
 ``GET /large``), as ``bare``, ``apimon`` or ``moesif`` (Moesif's own middleware), both shipping
 to the local collector at ``$BENCH_COLLECTOR``.
 
+Two more variants stop apimon's work at a stage, to show where its cost goes:
+``apimon-path`` (the request path alone: every event is dropped at the queue) and
+``apimon-build`` (events are handed to the flusher, built and encoded as usual, then taken by a
+sink that keeps nothing: everything but gzip, HTTP and the sender thread).
+
 ``BENCH_FRAMEWORK`` and ``BENCH_VARIANT`` pick the app when a server imports ``app``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 APP_ID = "bench-app-id"
@@ -30,11 +36,34 @@ def moesif_settings() -> dict[str, Any]:
     return {"APPLICATION_ID": APP_ID, "BASE_URI": collector(), "LOG_BODY": True}
 
 
+def _discarding_sink() -> Any:
+    """A sink that takes every batch and keeps nothing (the ``apimon-build`` variant). Made on
+    demand: the bare variant must not import apimon (its memory is the baseline)."""
+    from apimon.sinks import Item, Outcome, Sink
+
+    class Discard(Sink):
+        name = "discard"
+        counter = "sent"
+
+        def send(self, batch: Sequence[Item]) -> Outcome:
+            return Outcome(delivered=len(batch))
+
+    return Discard()
+
+
 def _apimon(variant: str) -> dict[str, Any]:
     options = apimon_options()
     if variant == "apimon-path":
         # The request path alone: every event is dropped at the queue, the flusher stays idle.
         options["max_queue"] = 1
+    elif variant == "apimon-build":
+        # The process-wide client, made here with a sink that keeps nothing: the adapter (or
+        # Django's middleware, from its settings) then finds it instead of making its own.
+        import apimon
+        from apimon.client import Client
+        from apimon.config import Config
+
+        apimon._client = Client(Config.from_options(options), sinks=[_discarding_sink()])
     return options
 
 

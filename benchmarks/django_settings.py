@@ -12,6 +12,7 @@ MIDDLEWARE = {
     "bare": [],
     "apimon": ["apimon.integrations.django.ApimonMiddleware"],
     "apimon-path": ["apimon.integrations.django.ApimonMiddleware"],
+    "apimon-build": ["apimon.integrations.django.ApimonMiddleware"],
     "moesif": ["moesifdjango.middleware.moesif_middleware"],
 }[_VARIANT]
 APIMON = _apimon(_VARIANT)

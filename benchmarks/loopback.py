@@ -18,6 +18,8 @@ from apimon.serverproc import ServerProcess, free_port, gunicorn_command, uvicor
 
 REPO = Path(__file__).resolve().parents[1]
 WRK = shutil.which("wrk")
+# Variants that ship nothing to the collector (see benchmarks.apps).
+NOT_SHIPPED = ("bare", "apimon-path", "apimon-build")
 ECHO_LUA = """wrk.method = "POST"
 wrk.body = '{"pad": "' .. string.rep("x", 2038) .. '"}'
 wrk.headers["Content-Type"] = "application/json"
@@ -139,7 +141,7 @@ def run(framework: str, variant: str, endpoints: list[str], seconds: int, collec
     # longer for them only stretches the run.
     deadline = time.monotonic() + (30 if variant.startswith("apimon") else 15)
     delivered = collector.count() - before_events
-    while variant not in ("bare", "apimon-path") and delivered < served and time.monotonic() < deadline:
+    while variant not in NOT_SHIPPED and delivered < served and time.monotonic() < deadline:
         time.sleep(1.0)
         delivered = collector.count() - before_events
     results["delivered"] = delivered
