@@ -163,12 +163,12 @@ def _cpu_split(lb: dict[Any, dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for fw in FRAMEWORKS:
-        runs = [lb.get((fw, v)) for v in ("bare", "apimon-path", "apimon-build", "apimon")]
-        if not all(runs):
+        runs = [r for v in ("bare", "apimon-path", "apimon-build", "apimon") if (r := lb.get((fw, v)))]
+        if len(runs) < 4:
             continue
         for ep in ENDPOINTS:
-            b, p, d, a = (_cpu_us(r[ep]) for r in runs)  # type: ignore[index]
-            full = runs[3][ep]  # type: ignore[index]
+            b, p, d, a = (_cpu_us(r[ep]) for r in runs)
+            full = runs[3][ep]
             lines.append(
                 f"| {fw} | {ep} | {b:.1f} | {p - b:+.1f} | {d - p:+.1f} | {a - d:+.1f} | {a - b:+.1f} | {b / 9:.1f} "
                 f"| {full['main_us']:.1f} | {full['background_us']:.1f} |"
