@@ -1,4 +1,5 @@
-"""The process-wide client: configuration, counters, sinks and the one flusher.
+"""The process-wide client: configuration, counters, the sinks :mod:`apimon.sinks.assemble`
+builds, and the one flusher; it runs their lifecycle (flush, shutdown, fork).
 
 Adapters talk to it through three calls on the request path: :meth:`Client.admit` when a request
 arrives (enabled, sampling, the ``skip`` hook), :meth:`Client.complete` when its response has
@@ -7,28 +8,24 @@ ended (user hooks, then a non-blocking enqueue), and nothing else.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from apimon._guard import log_once, logger
+from apimon.budget import Budget
 from apimon.config import Config
 from apimon.counters import Counters
 from apimon.event import transaction_ids
 from apimon.flusher import Flusher
 from apimon.outbox import OutboxShipper
+from apimon.overload import OverloadSampler
 from apimon.pipeline import Pipeline
 from apimon.record import RawCall
 from apimon.sinks import Sink
-from apimon.sinks.moengage import MoEngageSink
-from apimon.sinks.moesif import MoesifSink
-from apimon.sinks.store import StoreSink
+from apimon.sinks.assemble import Assembly, assemble
 from apimon.sinks.threaded import ThreadedSink
-from apimon.store import SHIPPED_MOENGAGE, SHIPPED_MOESIF, Store
 from apimon.views import RequestView, ResponseView
 
 _FINISH_HOOKS = ("identify_user", "identify_company", "get_session_token", "get_metadata")
@@ -40,10 +37,14 @@ class Client:
     def __init__(self, config: Config, sinks: list[Sink] | None = None) -> None:
         self.config = config
         self.counters = Counters()
-        self.shippers: list[OutboxShipper] = []
+        #: Bytes held by the queue and the senders' backlogs (``max_queue_bytes``).
+        self.budget = Budget(config.max_queue_bytes)
         # ``sinks`` replaces the configured ones (custom destinations, tests).
-        self.sinks: list[Sink] = self._build_sinks(config) if sinks is None else list(sinks)
+        built = assemble(config, self.counters, self.budget) if sinks is None else Assembly(list(sinks))
+        self.sinks: list[Sink] = built.sinks
+        self.shippers: list[OutboxShipper] = built.shippers
         self.pipeline = Pipeline(config, self.counters, self.sinks)
+        self.overload = OverloadSampler(self._pressure, enabled=config.overload_sampling)
         for shipper in self.shippers:
             self.pipeline.after_batch.append(shipper.poke)
             # Ship what an earlier run left in the outbox now, not at the first new call.
@@ -56,6 +57,9 @@ class Client:
             flush_interval=config.flush_interval,
             on_internal_error=lambda: self.counters.incr("internal_errors"),
             after_fork=self._after_fork,
+            budget=self.budget,
+            size_of=_held_bytes,
+            tick=self.overload.tick,
         )
         self._sample_rate = config.sample_rate
         #: True when admit() would admit every call (no sampling, no skip hook): adapters skip it.
@@ -65,64 +69,9 @@ class Client:
             config.api_version
         )
         self._captured = self.counters.incrementer("captured")
+        self._sampled_overload = self.counters.incrementer("sampled_overload")
         if config.debug:
             logger.setLevel(logging.DEBUG)
-
-    def _build_sinks(self, config: Config) -> list[Sink]:
-        if config.durable and config.remote_enabled:
-            return self._build_outbox(config)
-        sinks: list[Sink] = []
-        # Remote sinks run on workers of their own: one slow destination never holds up another.
-        if config.moesif_enabled:
-            sinks.append(ThreadedSink(lambda stop: MoesifSink(config, stop), self.counters, config.max_queue))
-        if config.moengage_enabled:
-            sinks.append(ThreadedSink(lambda stop: MoEngageSink(config, stop), self.counters, config.max_queue))
-        path = config.store_path
-        if path is not None:
-            live = SHIPPED_MOESIF if config.moesif_enabled else 0
-            live |= SHIPPED_MOENGAGE if config.moengage_enabled else 0
-            store = Store(path, max_rows=config.store_max_rows, max_bytes=config.store_max_bytes)
-            sinks.append(StoreSink(store, shipped=live))
-            if config.store_is_default:
-                logger.warning(
-                    "apimon: no Moesif or MoEngage credentials; calls go to the SQLite store %s"
-                    " (read them with `apimon calls --store %s`)",
-                    path,
-                    path,
-                )
-        if not sinks:
-            raise ValueError(
-                "apimon: store='off' and no Moesif or MoEngage credentials: nothing would be recorded"
-                " (use enabled=False to turn capture off)"
-            )
-        return sinks
-
-    def _build_outbox(self, config: Config) -> list[Sink]:
-        """Durable: the store is the only sink the flusher feeds; each destination ships from it."""
-        path = config.store_path
-        assert path is not None
-        # Failures are kept in the outbox for later, so one batch never retries for long.
-        shipping = dataclasses.replace(config, retry_deadline=min(config.retry_deadline, 10.0))
-        remotes: list[tuple[int, Callable[[threading.Event], Sink]]] = []
-        if config.moesif_enabled:
-            remotes.append((SHIPPED_MOESIF, lambda stop: MoesifSink(shipping, stop)))
-        if config.moengage_enabled:
-            remotes.append((SHIPPED_MOENGAGE, lambda stop: MoEngageSink(shipping, stop)))
-        bits = 0
-        for bit, make in remotes:
-            stop = threading.Event()
-            self.shippers.append(
-                OutboxShipper(path, bit, make(stop), self.counters, config.flush_interval, config.batch_size, stop)
-            )
-            bits |= bit
-        store = Store(
-            path,
-            max_rows=config.store_max_rows,
-            max_bytes=config.store_max_bytes,
-            keep_bits=bits,
-            outbox_max_bytes=config.outbox_max_bytes,
-        )
-        return [StoreSink(store)]
 
     def drain_outbox(self, timeout: float = 10.0) -> bool:
         """Durable mode: wait until this process has shipped everything it can (tests, shutdown)."""
@@ -136,11 +85,22 @@ class Client:
         # Also reached after a C-level fork (uWSGI) that skipped os.register_at_fork hooks.
         transaction_ids.reset()
         self.counters.reset_after_fork()
+        self.budget.reset()
         self._captured = self.counters.incrementer("captured")
+        self._sampled_overload = self.counters.incrementer("sampled_overload")
         for sink in self.sinks:
             sink.after_fork()
         for shipper in self.shippers:
             shipper.after_fork()
+
+    def _pressure(self) -> float:
+        """How far behind the pipeline is, 0 to 1: the fullest of the queue (by count), the byte
+        budget and each sender's backlog (by count)."""
+        fill = max(self.flusher.fill, self.budget.fill)
+        for sink in self.sinks:
+            if isinstance(sink, ThreadedSink):
+                fill = max(fill, sink.pending / sink.max_pending)
+        return fill
 
     # -- request path -------------------------------------------------------------------------
 
@@ -168,15 +128,21 @@ class Client:
     def complete(self, raw: RawCall, native_request: Any, native_response: Any = None) -> None:
         """Run the user hooks for a finished call and queue it. Never raises, never blocks."""
         try:
+            self._captured()
+            overload = self.overload
+            if overload.n > 1 and not overload.keep(raw):
+                self._sampled_overload()
+                return
             if self._has_finish_hooks:
                 self._run_hooks(raw, native_request, native_response)
-            self._captured()
             if not self.flusher.put(raw):
                 self.counters.incr("dropped_queue_full")
+                overload.overflowed(time.monotonic())
                 log_once(
                     "queue-full",
-                    "apimon: the event queue is full (%d); new events are dropped and counted",
+                    "apimon: the event queue is full (%d events or %d bytes); new events are dropped and counted",
                     self.config.max_queue,
+                    self.config.max_queue_bytes,
                 )
         except Exception:
             self.counters.incr("internal_errors")
@@ -262,7 +228,14 @@ class Client:
     def stats(self) -> dict[str, int]:
         values = self.counters.snapshot()
         values["queued"] = self.flusher.pending + sum(sink.pending for sink in self.sinks)
+        values["queued_bytes"] = max(0, self.budget.used)
+        values["overload_n"] = self.overload.n
         return values
 
     def __repr__(self) -> str:
         return f"<apimon.Client sinks={[s.name for s in self.sinks]} {self.config!r}>"
+
+
+def _held_bytes(entry: Any) -> int:
+    # Raw calls hold bodies; user and company updates are small and bounded by the count.
+    return entry.held_bytes() if isinstance(entry, RawCall) else 0

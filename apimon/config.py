@@ -78,8 +78,12 @@ class Config:
     mask_event: Hook | None = None
     batch_size: int = 100
     max_batch_bytes: int = 5_000_000
+    max_batch_events: int = 1_000
     flush_interval: float = 1.0
     max_queue: int = 10_000
+    max_queue_bytes: int = 64 * 1024 * 1024
+    max_in_flight: int = 16
+    overload_sampling: bool = True
     shutdown_timeout: float = 2.0
     store_max_rows: int = 50_000
     store_max_bytes: int = 256 * 1024 * 1024
@@ -161,13 +165,16 @@ _ENV: dict[str, str] = {
     "debug": "APIMON_DEBUG",
 }
 
-_BOOLS = {"moengage_bulk", "durable", "enabled", "log_body", "debug"}
+_BOOLS = {"moengage_bulk", "durable", "enabled", "log_body", "debug", "overload_sampling"}
 _HOOKS = {"skip", "identify_user", "identify_company", "get_session_token", "get_metadata", "mask_event"}
 _POSITIVE_INTS = {
     "max_body_bytes": (0, 1 << 30),
     "batch_size": (1, 10_000),
     "max_batch_bytes": (1024, 50_000_000),
+    "max_batch_events": (1, 100_000),
     "max_queue": (1, 10_000_000),
+    "max_queue_bytes": (1 << 20, 1 << 40),
+    "max_in_flight": (1, 256),
     "moengage_events_per_minute": (1, 10_000_000),
     "moengage_users_per_minute": (1, 10_000_000),
     "store_max_rows": (1, 1 << 40),

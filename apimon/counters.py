@@ -10,6 +10,7 @@ NAMES: tuple[str, ...] = (
     "captured",
     "skipped",
     "sampled_out",
+    "sampled_overload",
     "queued",
     "sent",
     "stored",
@@ -30,6 +31,7 @@ NAMES: tuple[str, ...] = (
 # the deliveries they account for every captured event.
 LOSS_REASONS: tuple[str, ...] = (
     "failed",
+    "sampled_overload",
     "dropped_queue_full",
     "dropped_too_large",
     "dropped_by_mask",

@@ -24,22 +24,28 @@ from collections.abc import Callable
 from typing import Any
 
 from apimon._guard import log_once
+from apimon.budget import Budget
 
 #: Items prepared per stretch of work on the flusher thread (see the module docstring).
 BUILD_CHUNK = 16
+#: Seconds between two calls of the ``tick`` callback (the overload check).
+TICK = 0.25
 
 
 class Flusher:
     """Bounded queue plus worker thread. Usage::
 
     flusher = Flusher(handle=pipeline.handle, prepare=pipeline.prepare,
-                      max_queue=10_000, batch_size=100, flush_interval=1.0)
+                      max_queue=10_000, batch_size=100, flush_interval=1.0,
+                      budget=budget, size_of=RawCall.held_bytes, tick=overload.tick)
     if not flusher.put(item): count_the_drop()
     flusher.flush(timeout=5.0)      # True when everything put so far was handled
     flusher.shutdown(timeout=2.0)   # flush, then stop the thread
 
     ``prepare(item)`` returns what ``handle`` gets in its batches, or None for an item that is
     dropped (``prepare`` counts it); without ``prepare``, queued items are handed on as they are.
+    With a ``budget``, each queued item is charged ``size_of(item)`` bytes until it is prepared.
+    ``tick(now)`` runs on the worker every :data:`TICK` seconds while it runs.
     """
 
     def __init__(
@@ -52,9 +58,16 @@ class Flusher:
         on_internal_error: Callable[[], None] | None = None,
         after_fork: Callable[[], None] | None = None,
         prepare: Callable[[Any], Any] | None = None,
+        budget: Budget | None = None,
+        size_of: Callable[[Any], int] | None = None,
+        tick: Callable[[float], None] | None = None,
     ) -> None:
         self._handle = handle
         self._prepare = prepare
+        self._budget = budget
+        self._size_of = size_of if budget is not None else None
+        self._tick = tick
+        self._next_tick = 0.0
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._chunk = min(batch_size, BUILD_CHUNK) if prepare is not None else batch_size
@@ -94,12 +107,16 @@ class Flusher:
     # -- request path -------------------------------------------------------------------------
 
     def put(self, item: Any) -> bool:
-        """Queue ``item`` without blocking; False when the queue is full (the caller counts it)."""
+        """Queue ``item`` without blocking; False when the queue is full, by count or by the
+        bytes it holds (the caller counts it)."""
         if self._pid != os.getpid():
             # uWSGI and other C-level forks skip os.register_at_fork hooks.
             self._after_fork()
         queue = self._queue
         if len(queue) >= self._max_queue:
+            return False
+        size_of = self._size_of
+        if size_of is not None and not self._budget.charge(size_of(item)):  # type: ignore[union-attr]
             return False
         queue.append(item)
         if self._thread is None:
@@ -127,10 +144,27 @@ class Flusher:
         """Items in memory: queued, being prepared, or prepared and waiting for their batch."""
         return len(self._queue) + self._in_flight
 
+    @property
+    def fill(self) -> float:
+        """How full the queue is by count, 0 to 1."""
+        return len(self._queue) / self._max_queue
+
+    def _maybe_tick(self) -> None:
+        tick = self._tick
+        if tick is not None:
+            now = time.monotonic()
+            if now >= self._next_tick:
+                self._next_tick = now + TICK
+                try:
+                    tick(now)
+                except Exception:
+                    self._internal_error("flusher-tick", "apimon: the overload check failed internally")
+
     def _run(self) -> None:
         while True:
-            self._wake.wait(self._next_wait())
+            self._wake.wait(min(TICK, self._next_wait()) if self._tick is not None else self._next_wait())
             self._wake.clear()
+            self._maybe_tick()
             self._drain(deadline=None)
             if self._closed and not self._queue and not self._ready:
                 return
@@ -156,6 +190,8 @@ class Flusher:
         while True:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
+            if self._tick is not None:
+                self._maybe_tick()
             with self._work_lock:
                 chunk = self._take(self._chunk)
                 if chunk:
@@ -184,6 +220,13 @@ class Flusher:
     def _prepare_into_ready(self, chunk: list[Any]) -> None:
         if not self._ready:
             self._ready_since = time.monotonic()
+        size_of = self._size_of
+        if size_of is not None:
+            # The raw calls' bytes are let go of as they become encoded events (which a remote
+            # sender charges again while it holds them).
+            budget = self._budget
+            for entry in chunk:
+                budget.release(size_of(entry))  # type: ignore[union-attr]
         prepare = self._prepare
         if prepare is None:
             self._ready.extend(chunk)

@@ -17,8 +17,9 @@ import threading
 import time
 
 from apimon._guard import log_once
+from apimon.concurrency import AdaptiveConcurrency
 from apimon.counters import Counters
-from apimon.sinks import Item, Sink, count_outcome
+from apimon.sinks import Item, Outcome, Sink, count_outcome
 from apimon.store import Store, StoredCall, StoreError
 
 LEASE_SECONDS = 30.0
@@ -76,7 +77,14 @@ class Lease:
 
 
 class OutboxShipper:
-    """Ships one destination's share of the outbox from a worker thread of its own."""
+    """Ships one destination's share of the outbox from sender threads of its own.
+
+    Several batches are in flight at once (up to the :class:`~apimon.concurrency.AdaptiveConcurrency`
+    limit, at most ``max_in_flight``): each sender claims the oldest unshipped rows that no other
+    sender of this process holds (the lease keeps other processes out), sends them and marks them
+    acknowledged, batch by batch. A batch that fails is released, unmarked, for a later attempt;
+    rows are never in two requests at once.
+    """
 
     def __init__(
         self,
@@ -87,6 +95,8 @@ class OutboxShipper:
         interval: float,
         batch_size: int,
         stop: threading.Event,
+        max_in_flight: int = 1,
+        max_batch_events: int | None = None,
     ) -> None:
         self.store_path = store_path
         self.bit = bit
@@ -94,6 +104,8 @@ class OutboxShipper:
         self.counters = counters
         self.interval = interval
         self.batch_size = batch_size
+        self.max_batch_events = max(batch_size, max_batch_events or batch_size)
+        self.max_in_flight = max(1, max_in_flight)
         self.stop = stop  # the sink's own stop event: setting it also interrupts the sink's waits
         self._reset()
 
@@ -102,20 +114,33 @@ class OutboxShipper:
         self.lease = Lease(self.store, self.bit)
         self.wake = threading.Event()
         self.idle = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._pid = os.getpid()
+        self._cond = threading.Condition(threading.Lock())
+        self.limiter = AdaptiveConcurrency(self.max_in_flight)
+        self._claimed: set[int] = set()
+        self._backoff_until = 0.0
 
     def start(self) -> None:
         if self._pid != os.getpid():
             self.after_fork()
-        if self._thread is None and not self.stop.is_set():
-            self._thread = threading.Thread(target=self._run, name=f"apimon-outbox-{self.sink.name}", daemon=True)
-            self._thread.start()
+        with self._cond:
+            if not self._threads and not self.stop.is_set():
+                self._spawn_locked()
+
+    def _spawn_locked(self) -> None:
+        thread = threading.Thread(
+            target=self._run, name=f"apimon-outbox-{self.sink.name}-{len(self._threads)}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
 
     def poke(self) -> None:
         """New calls were committed: look now rather than at the next interval."""
         self.start()
         self.wake.set()
+        with self._cond:
+            self._cond.notify_all()
 
     def _run(self) -> None:
         backoff = self.interval
@@ -137,24 +162,69 @@ class OutboxShipper:
                 delay = backoff
             self.wake.wait(delay)
             self.wake.clear()
-        self.lease.release()
+        with self._cond:
+            last = all(t is threading.current_thread() or not t.is_alive() for t in self._threads)
+        if last:
+            self.lease.release()
+
+    def _claim(self) -> list[StoredCall] | None:
+        """The oldest rows no sender here holds, claimed (None: wait, no free slot)."""
+        with self._cond:
+            if not self.limiter.has_room or time.monotonic() < self._backoff_until:
+                self.limiter.wanted()
+                return None
+            held = len(self._claimed)
+            calls = [
+                c
+                for c in self.store.unshipped(self.bit, limit=self.max_batch_events + held)
+                if c.id not in self._claimed
+            ]
+            # Behind (the last free slot, and more rows than one batch): a grown batch.
+            size = self.max_batch_events if self.limiter.in_flight + 1 >= self.limiter.limit else self.batch_size
+            calls = calls[:size]
+            if not calls:
+                return []
+            self._claimed.update(c.id for c in calls if c.id is not None)
+            self.limiter.start()
+            if len(calls) == size and self.limiter.has_room and len(self._threads) < self.max_in_flight:
+                self._spawn_locked()  # more rows wait, and a slot is free
+            return calls
 
     def _once(self) -> float | None:
         """Ship one batch; None when there may be more, else how long to wait."""
         if not self.lease.acquire():
             self.idle.set()  # another process ships this outbox
             return LEASE_SECONDS / 3
-        calls = self.store.unshipped(self.bit, limit=self.batch_size)
+        calls = self._claim()
+        if calls is None:
+            return self.interval / 4
         if not calls:
-            self.idle.set()
+            with self._cond:
+                if self.limiter.in_flight == 0:
+                    self.idle.set()
             return self.interval
         self.idle.clear()
-        outcome = self.sink.send([item_from_stored(c) for c in calls])
+        ids = [c.id for c in calls if c.id is not None]
+        started = time.monotonic()
+        try:
+            outcome = self.sink.send([item_from_stored(c) for c in calls])
+            if not outcome.failed:
+                self.store.mark_shipped(ids, self.bit)
+        except Exception:
+            outcome = Outcome(failed=len(calls))
+            self.counters.incr("internal_errors")
+            log_once(f"outbox-{self.sink.name}-send", "apimon: shipping an outbox batch failed", exc_info=True)
+        with self._cond:
+            # Released only after the mark: until then no other sender may pick these rows up.
+            self._claimed.difference_update(ids)
+            self.limiter.done(outcome.rtt or time.monotonic() - started, outcome.pushed_back or bool(outcome.failed))
+            if outcome.failed:
+                self._backoff_until = time.monotonic() + MAX_BACKOFF
+            self._cond.notify_all()
         if outcome.failed:
             # Kept for later: the outbox is the retry queue. Count the attempt, not a loss.
             self.counters.incr("retried")
             return MAX_BACKOFF
-        self.store.mark_shipped([c.id for c in calls if c.id is not None], self.bit)
         count_outcome(self.counters, self.sink.counter, outcome)
         return None
 
@@ -171,10 +241,13 @@ class OutboxShipper:
     def close(self) -> None:
         self.stop.set()
         self.wake.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(2.0)
-        else:
+        with self._cond:
+            threads = list(self._threads)
+            self._cond.notify_all()
+        deadline = time.monotonic() + 2.0
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if not threads:
             self.lease.release()
 
     def after_fork(self) -> None:

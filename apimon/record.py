@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from apimon.budget import RAW_OVERHEAD
+
 # Header pairs as the server gave them: ``str`` for WSGI, ``bytes`` for ASGI (decoded off the request path).
 HeaderPairs = Sequence[tuple[str | bytes, str | bytes]]
 
@@ -149,6 +151,23 @@ class RawCall:
         if self.resp_over and self.resp_body is None:
             tee = self.resp_body = BodyTee(cap)
             tee.size, tee.complete = self.resp_over, True
+
+    def held_bytes(self) -> int:
+        """What this call holds in memory while it waits for the flusher: the kept bodies plus a
+        flat allowance for the object, its headers and the copied request data (the budget's
+        charge; the same figure before and after it waits, so charge and release match)."""
+        n = RAW_OVERHEAD
+        whole = self.req_whole
+        if whole is not None:
+            n += len(whole)
+        elif self.req_body is not None:
+            n += self.req_body.held
+        whole = self.resp_whole
+        if whole is not None:
+            n += len(whole)
+        elif self.resp_body is not None:
+            n += self.resp_body.held
+        return n
 
     @property
     def request_bytes(self) -> int:

@@ -1,4 +1,4 @@
-"""HTTP for the remote sinks: one urllib3 keep-alive connection per sink, and our own retry loop.
+"""HTTP for the remote sinks: keep-alive connections (one per batch in flight), and our own retry loop.
 
 urllib3's ``Retry`` never retries a POST on a status, so the loop is ours (CONTRACT 3.3):
 exponential backoff with full jitter for 5xx and network errors, ``Retry-After`` or
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from http.client import HTTPException
+from http.client import HTTPException, RemoteDisconnected
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -32,22 +32,34 @@ class Response:
     status: int
     headers: dict[str, str]  # lower-case names
     body: bytes
+    elapsed: float = 0.0  # seconds from sending the request to the last byte of the answer
 
 
 class NetworkError(Exception):
     """The request never got an HTTP answer (refused, reset, timed out)."""
 
 
+class _Stale(Exception):
+    """A kept connection turned out closed before any answer: try a new one."""
+
+
+# What a connection the server closed while it sat idle raises on its next use.
+_STALE = (BrokenPipeError, ConnectionResetError, RemoteDisconnected, urllib3.exceptions.ProtocolError)
+
+
 class Transport:
-    """One keep-alive connection to one base URL, for one sink's worker thread. TLS is always
-    verified: there is no switch.
+    """Keep-alive connections to one base URL, one per request in flight: a sink's sender threads
+    each take an idle connection (or open one), use it for one request and put it back. TLS is
+    always verified: there is no switch.
 
     urllib3's connection classes without its pool: a POST of a 100-event batch to a local
     collector costs ~164 us of CPU instead of ~197, and seven syscalls instead of nine (the pool
-    polls the socket before every use); each syscall is a chance for the host's threads to take
-    the GIL, which this thread must then wait to take back. The pool's check for a connection the
+    polls the socket before every use); each syscall is a chance for the host's threads to take the
+    GIL, which this thread must then wait to take back. The pool's check for a connection the
     server closed is made here only after the connection sat idle (:data:`IDLE_CHECK` seconds):
-    servers close idle keep-alive connections, not busy ones.
+    servers close idle keep-alive connections, not busy ones. Idle connections are a list used as
+    a stack (``pop``/``append`` are atomic under the GIL): the most recently used one is reused
+    first, so a light load keeps one connection warm and lets the others idle out.
     """
 
     def __init__(
@@ -62,15 +74,21 @@ class Transport:
         self._prefix = (url.path or "").rstrip("/")
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._conn: HTTPConnection | None = None
-        self._used = 0.0  # time.monotonic() of the last answer on the connection
+        # (connection, time.monotonic() of its last answer), most recently used last.
+        self._idle: list[tuple[HTTPConnection, float]] = []
+        self._closed = False
 
-    def _connection(self) -> HTTPConnection:
-        conn = self._conn
-        if conn is not None and conn.sock is not None:
-            if time.monotonic() - self._used < IDLE_CHECK or conn.is_connected:
-                return conn
-        self._drop()
+    def _connection(self, reuse: bool) -> tuple[HTTPConnection, bool]:
+        """A connection for one request, and whether it was kept from an earlier one."""
+        idle = self._idle
+        while reuse and idle:
+            try:
+                conn, used = idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if conn.sock is not None and (time.monotonic() - used < IDLE_CHECK or conn.is_connected):
+                return conn, True
+            conn.close()
         if self._https:
             conn = HTTPSConnection(self._host, self._port, timeout=self._connect_timeout, cert_reqs="CERT_REQUIRED")
         else:
@@ -78,35 +96,57 @@ class Transport:
         conn.connect()
         # From here on every send and receive waits at most the read timeout.
         conn.timeout = self._read_timeout
-        self._conn = conn
-        return conn
+        return conn, False
+
+    @property
+    def idle_connections(self) -> int:
+        return len(self._idle)
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
     ) -> Response:
         try:
-            conn = self._connection()
+            return self._request(method, path, body, headers, reuse=True)
+        except _Stale:
+            # A kept connection the server had closed (the race IDLE_CHECK leaves open): once
+            # more on a new one, as urllib3's pool and OTel's exporter do.
+            return self._request(method, path, body, headers, reuse=False)
+
+    def _request(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None, reuse: bool
+    ) -> Response:
+        conn: HTTPConnection | None = None
+        reused = False
+        started = time.monotonic()
+        try:
+            conn, reused = self._connection(reuse)
             conn.request(method, self._prefix + path, body=body, headers={**self.headers, **(headers or {})})
             r = conn.getresponse()
             data = r.data
         except (OSError, HTTPException, urllib3.exceptions.HTTPError) as exc:
             # Whatever state the connection is in, it is not reused.
-            self._drop()
+            if conn is not None:
+                conn.close()
+            if reused and isinstance(exc, _STALE):
+                raise _Stale from exc
             raise NetworkError(type(exc).__name__) from exc
-        self._used = time.monotonic()
-        return Response(r.status, {k.lower(): v for k, v in r.headers.items()}, data or b"")
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
+        now = time.monotonic()
+        if self._closed or r.headers.get("connection", "").lower() == "close":
             conn.close()
+        else:
+            self._idle.append((conn, now))
+        return Response(r.status, {k.lower(): v for k, v in r.headers.items()}, data or b"", now - started)
 
     def after_fork(self) -> None:
-        # The socket inherited from the parent is the parent's: forget it, close nothing.
-        self._conn = None
+        # The sockets inherited from the parent are the parent's: forget them, close nothing.
+        self._idle = []
 
     def close(self) -> None:
-        self._drop()
+        """Close the idle connections; one in use is closed when its request ends."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            conn.close()
 
 
 def wait_seconds(response: Response, cap: float = 120.0) -> float | None:
@@ -142,28 +182,61 @@ class Attempted:
     response: Response | None
     error: str | None
     retries: int
+    rtt: float = 0.0  # the longest answer time of the attempts
+    pushed_back: bool = False  # a 429, a 5xx or a network error on the way
 
 
-def send_with_retries(attempt: Callable[[], Response], policy: RetryPolicy, stop: threading.Event) -> Attempted:
+class Gate:
+    """A pause shared by one sink's requests in flight: a 429's ``Retry-After`` holds them all,
+    not only the request that got it (the others would only collect 429s of their own)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.until = 0.0
+
+    def hold(self, seconds: float) -> None:
+        self.until = max(self.until, time.monotonic() + seconds)
+
+    def wait(self, deadline: float) -> bool:
+        """Wait out a hold; False when shutdown interrupted it or it ends after ``deadline``."""
+        delay = self.until - time.monotonic()
+        if delay <= 0:
+            return True
+        if time.monotonic() + delay > deadline:
+            return False
+        return not self.stop.wait(delay)
+
+
+def send_with_retries(
+    attempt: Callable[[], Response], policy: RetryPolicy, stop: threading.Event, gate: Gate | None = None
+) -> Attempted:
     """Call ``attempt`` until it gets a final answer, retries run out, the deadline passes or
     ``stop`` is set. Final answers: 2xx, 413 (the caller splits) and the permanent 4xx codes."""
     deadline = time.monotonic() + policy.deadline
     retries = 0
+    rtt = 0.0
+    pushed_back = False
     last: Response | None = None
     error: str | None = None
     for n in range(policy.attempts + 1):
+        if gate is not None and not gate.wait(deadline):
+            break
         try:
             last, error = attempt(), None
+            rtt = max(rtt, last.elapsed)
         except NetworkError as exc:
             last, error = None, str(exc)
         if last is not None and (last.status < 300 or last.status == 413 or last.status in PERMANENT):
-            return Attempted(last, None, retries)
+            return Attempted(last, None, retries, rtt, pushed_back)
+        pushed_back = True
         if n == policy.attempts:
             break
         if last is not None and last.status == 429:
             delay = wait_seconds(last)
             if delay is None:
                 delay = policy.fixed or min(policy.cap, policy.base * 2**n)
+            elif gate is not None:
+                gate.hold(delay)
         elif policy.fixed is not None:
             delay = policy.fixed
         else:
@@ -171,4 +244,4 @@ def send_with_retries(attempt: Callable[[], Response], policy: RetryPolicy, stop
         if time.monotonic() + delay > deadline or stop.wait(delay):
             break
         retries += 1
-    return Attempted(last, error, retries)
+    return Attempted(last, error, retries, rtt, pushed_back)

@@ -1,14 +1,16 @@
 """Destinations behind one small interface. The flusher hands every sink the same encoded batch.
 
-A sink is used only from the flusher thread (or the thread running a synchronous flush), one
-batch at a time, so it needs no locking of its own.
+A local sink (the store) is used only from the flusher thread (or the thread running a
+synchronous flush), one batch at a time. A remote sink plans a batch into independent requests
+(:meth:`Sink.plan`), which its sender (:mod:`apimon.sinks.threaded`) runs several at a time on
+threads of its own: what a remote sink shares between requests must be safe across threads.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import orjson
@@ -60,6 +62,32 @@ class Outcome:
     sampled: int = 0  # left out by the destination's own sampling rules
     no_user: int = 0  # MoEngage: calls without a user are not sent
     evicted: int = 0  # durable outbox: undelivered calls dropped past its size bound
+    # For the sender's concurrency control: the longest answer time of the requests, and whether
+    # the collector pushed back (429, 5xx, a timeout or a refused connection).
+    rtt: float = 0.0
+    pushed_back: bool = False
+
+    def add(self, other: Outcome) -> Outcome:
+        """Fold ``other`` into this outcome (counts add up, ``rtt`` is the longer one)."""
+        for f in _COUNTS:
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.rtt = max(self.rtt, other.rtt)
+        self.pushed_back = self.pushed_back or other.pushed_back
+        return self
+
+
+_COUNTS = tuple(f.name for f in fields(Outcome) if f.type in ("int", int))
+
+#: One independent request a sink planned from a batch: call it to send, get what became of it.
+Part = Callable[[], Outcome]
+
+
+def send_parts(sink: Sink, batch: Sequence[Item]) -> Outcome:
+    """A planned sink's :meth:`Sink.send`: its parts one after another on the calling thread."""
+    outcome, parts = sink.plan(batch)
+    for part in parts:
+        outcome.add(part())
+    return outcome
 
 
 def count_outcome(counters: Any, counter: str, outcome: Outcome) -> None:
@@ -95,6 +123,12 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     def send(self, batch: Sequence[Item]) -> Outcome:
         """Deliver ``batch``; never raise for a delivery failure, report it in the outcome."""
+
+    def plan(self, batch: Sequence[Item]) -> tuple[Outcome, list[Part]]:
+        """Split ``batch`` into requests that can be sent in any order, at the same time: what
+        became of the events already decided (sampled out, no user), and the parts. A sink that
+        sends one request per batch keeps this default."""
+        return Outcome(), [lambda: self.send(batch)]
 
     def send_profiles(self, kind: str, payloads: Sequence[dict[str, Any]]) -> Outcome:
         """Deliver ``"user"`` or ``"company"`` updates; sinks that keep no profiles ignore them."""

@@ -15,8 +15,8 @@ import orjson
 
 from apimon._guard import log_once
 from apimon.config import Config
-from apimon.sinks import Item, Outcome, Sink
-from apimon.transport import Response, RetryPolicy, Transport, send_with_retries
+from apimon.sinks import Item, Outcome, Part, Sink, send_parts
+from apimon.transport import Gate, Response, RetryPolicy, Transport, send_with_retries
 
 MAX_BODY = 100 * 1024  # the seed allows 128 KB; MoEngage's public docs say 100 KB
 MAX_ATTRIBUTES = 100
@@ -108,25 +108,37 @@ class Pacer:
         self.total = 0
         self.remaining: int | None = None
         self.reset_at = 0.0
+        # Several requests are in flight at once: the log is read and written under this lock,
+        # and every wait happens outside it.
+        self._lock = threading.Lock()
 
     def acquire(self, n: int) -> bool:
         """Wait until ``n`` units may be sent; False if shutdown interrupted the wait."""
         n = min(n, self.limit)
         while True:
+            wait = self._try(n)
+            if wait is None:
+                return True
+            if self.stop.wait(wait):
+                return False
+
+    def _try(self, n: int) -> float | None:
+        """Take ``n`` units now (None), or say how long to wait before trying again."""
+        with self._lock:
             now = time.monotonic()
-            if self.remaining is not None and self.remaining < n and now < self.reset_at:
-                if self.stop.wait(self.reset_at - now):
-                    return False
+            if self.remaining is not None and self.remaining < n:
+                if now < self.reset_at:
+                    return self.reset_at - now
                 self.remaining = None
-                continue
             while self.sent and self.sent[0][0] <= now - self.window:
                 self.total -= self.sent.popleft()[1]
             if self.total + n <= self.limit:
                 self.sent.append((now, n))
                 self.total += n
-                return True
-            if self.stop.wait(self.sent[0][0] + self.window - now):
-                return False
+                if self.remaining is not None:
+                    self.remaining -= n
+                return None
+            return self.sent[0][0] + self.window - now
 
     def observe(self, response: Response) -> None:
         remaining, reset = response.headers.get("x-ratelimit-remaining"), response.headers.get("x-ratelimit-reset")
@@ -139,7 +151,8 @@ class Pacer:
 
 
 class MoEngageSink(Sink):
-    """Delivers API calls and user profiles to MoEngage's Data API. Runs on its own worker thread."""
+    """Delivers API calls and user profiles to MoEngage's Data API; its requests run on the
+    sender's threads, several at a time, all paced by the same per-minute limits."""
 
     name = "moengage"
     counter = "sent"
@@ -160,11 +173,17 @@ class MoEngageSink(Sink):
         )
         # The seed: "retry every 2 seconds for a maximum of 5 times".
         self.policy = RetryPolicy(attempts=5, fixed=2.0, deadline=min(60.0, config.retry_deadline))
+        self.gate = Gate(stop)
         window = config.moengage_rate_window
         self.events_pacer = Pacer(config.moengage_events_per_minute, window, stop)
         self.users_pacer = Pacer(config.moengage_users_per_minute, window, stop)
 
     def send(self, batch: Sequence[Item]) -> Outcome:
+        return send_parts(self, batch)
+
+    def plan(self, batch: Sequence[Item]) -> tuple[Outcome, list[Part]]:
+        """One Create Event request per customer (split under 100 KB), or Bulk Import requests
+        of many customers; each an independent part. Calls without a user are left out (counted)."""
         outcome = Outcome()
         by_customer: dict[str, list[dict[str, Any]]] = {}
         for item in batch:
@@ -180,55 +199,46 @@ class MoEngageSink(Sink):
                     "user_timezone_offset": 0,
                 }
             )
-        if self.config.moengage_bulk:
-            self._send_bulk(by_customer, outcome)
-        else:
-            limit = self.events_pacer.limit
-            for customer, actions in by_customer.items():
-                for part in _split(actions, lambda acts, c=customer: _event_body(c, acts), limit):
-                    self._post(
-                        f"/v1/event/{self.workspace}",
-                        _event_body(customer, part),
-                        len(part),
-                        self.events_pacer,
-                        outcome,
-                    )
-        return outcome
-
-    def _send_bulk(self, by_customer: dict[str, list[dict[str, Any]]], outcome: Outcome) -> None:
         limit = self.events_pacer.limit
-        elements = []
-        for customer, actions in by_customer.items():
-            for part in _split(actions, lambda acts, c=customer: _event_body(c, acts), limit):
-                elements.append(({"type": "event", "customer_id": customer, "actions": part}, len(part)))
-        for group in _split(elements, lambda els: _bulk_body([e for e, _ in els])):
-            self._post(
-                f"/v1/transition/{self.workspace}",
-                _bulk_body([e for e, _ in group]),
-                sum(n for _, n in group),
-                self.events_pacer,
-                outcome,
-            )
+        parts: list[Part] = []
+        if self.config.moengage_bulk:
+            elements = []
+            for customer, actions in by_customer.items():
+                for run in _split(actions, lambda acts, c=customer: _event_body(c, acts), limit):
+                    elements.append(({"type": "event", "customer_id": customer, "actions": run}, len(run)))
+            for group in _split(elements, lambda els: _bulk_body([e for e, _ in els])):
+                body = _bulk_body([e for e, _ in group])
+                parts.append(self._part(f"/v1/transition/{self.workspace}", body, sum(n for _, n in group)))
+        else:
+            for customer, actions in by_customer.items():
+                for run in _split(actions, lambda acts, c=customer: _event_body(c, acts), limit):
+                    parts.append(self._part(f"/v1/event/{self.workspace}", _event_body(customer, run), len(run)))
+        return outcome, parts
 
-    def _post(self, path: str, body: bytes, count: int, pacer: Pacer, outcome: Outcome) -> None:
+    def _part(self, path: str, body: bytes, count: int) -> Part:
+        return lambda: self._post(path, body, count, self.events_pacer)
+
+    def _post(self, path: str, body: bytes, count: int, pacer: Pacer) -> Outcome:
+        outcome = Outcome()
         if not pacer.acquire(count):
             outcome.failed += count
-            return
+            return outcome
 
         def attempt() -> Response:
             response = self.transport.request("POST", path, body)
             pacer.observe(response)
             return response
 
-        result = send_with_retries(attempt, self.policy, self.stop)
+        result = send_with_retries(attempt, self.policy, self.stop, self.gate)
         outcome.retried += result.retries
+        outcome.rtt, outcome.pushed_back = result.rtt, result.pushed_back
         response = result.response
         failed_body = (
             response is not None and response.status < 300 and b'"fail"' in response.body and _is_fail(response.body)
         )
         if response is not None and response.status < 300 and not failed_body:
             outcome.delivered += count
-            return
+            return outcome
         outcome.failed += count
         if response is None:
             detail = f"MoEngage could not be reached ({result.error})"
@@ -241,6 +251,7 @@ class MoEngageSink(Sink):
             "apimon: %s; not delivered and counted as failed",
             detail,
         )
+        return outcome
 
     def send_profiles(self, kind: str, payloads: Sequence[dict[str, Any]]) -> Outcome:
         outcome = Outcome()
@@ -254,7 +265,7 @@ class MoEngageSink(Sink):
                     attrs[key] = p[key]
             attrs = {("attr_" + k if k.startswith("moe_") else k): v for k, v in attrs.items()}
             body = orjson.dumps({"type": "customer", "customer_id": p["user_id"], "attributes": attrs}, default=str)
-            self._post(f"/v1/customer/{self.workspace}", body, 1, self.users_pacer, outcome)
+            outcome.add(self._post(f"/v1/customer/{self.workspace}", body, 1, self.users_pacer))
         return outcome
 
     def close(self) -> None:

@@ -3,6 +3,7 @@ batches, and Moesif's dynamic sampling from ``/v1/config``."""
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -15,8 +16,8 @@ from apimon._guard import log_once
 from apimon.compress import gzip_compress
 from apimon.config import Config
 from apimon.event import iso_ms
-from apimon.sinks import Item, Outcome, Sink
-from apimon.transport import NetworkError, RetryPolicy, Transport, send_with_retries
+from apimon.sinks import Item, Outcome, Part, Sink, send_parts
+from apimon.transport import Gate, NetworkError, RetryPolicy, Transport, send_with_retries
 
 MAX_REQUEST_BYTES = 12 * 1024 * 1024  # the seed's limit for one batch, uncompressed
 CONFIG_REFRESH = 300.0
@@ -47,7 +48,8 @@ class Sampling:
 
 
 class MoesifSink(Sink):
-    """Delivers events, users and companies to Moesif. Runs on its own worker thread."""
+    """Delivers events, users and companies to Moesif; its requests run on the sender's threads,
+    several at a time (a shared connection pool, rules refreshed by one thread at a time)."""
 
     name = "moesif"
     counter = "sent"
@@ -64,6 +66,8 @@ class MoesifSink(Sink):
             },
         )
         self.policy = RetryPolicy(deadline=config.retry_deadline)
+        self.gate = Gate(stop)
+        self._config_lock = threading.Lock()
         self.sampling = Sampling()
         self._etag: str | None = None
         self._config_due = 0.0  # fetched on the worker's first batch, never on the request path
@@ -71,21 +75,29 @@ class MoesifSink(Sink):
     # -- events -------------------------------------------------------------------------------
 
     def send(self, batch: Sequence[Item]) -> Outcome:
+        return send_parts(self, batch)
+
+    def plan(self, batch: Sequence[Item]) -> tuple[Outcome, list[Part]]:
+        """Sampling, then one ``/v1/events/batch`` request per run of at most
+        ``max_batch_events`` events and ``max_batch_bytes`` (and Moesif's 12 MB)."""
         self._maybe_refresh_config()
         outcome = Outcome()
         kept = self._sample(batch, outcome)
+        max_events = max(self.config.batch_size, self.config.max_batch_events)
+        max_bytes = min(MAX_REQUEST_BYTES, self.config.max_batch_bytes)
+        parts: list[Part] = []
         chunk: list[Item] = []
         size = 2
         for item in kept:
             n = len(item.data) + 1
-            if chunk and (len(chunk) >= self.config.batch_size or size + n > MAX_REQUEST_BYTES):
-                self._post_events(chunk, outcome)
+            if chunk and (len(chunk) >= max_events or size + n > max_bytes):
+                parts.append(functools.partial(self._post_events, chunk))
                 chunk, size = [], 2
             chunk.append(item)
             size += n
         if chunk:
-            self._post_events(chunk, outcome)
-        return outcome
+            parts.append(functools.partial(self._post_events, chunk))
+        return outcome, parts
 
     def _sample(self, batch: Sequence[Item], outcome: Outcome) -> list[Item]:
         if self.sampling.rate >= 100 and not self.sampling.users and not self.sampling.companies:
@@ -103,29 +115,35 @@ class MoesifSink(Sink):
                 outcome.sampled += 1
         return kept
 
-    def _post_events(self, items: list[Item], outcome: Outcome) -> None:
-        body = _json_array(items)
-        result = send_with_retries(lambda: self._post("/v1/events/batch", body), self.policy, self.stop)
+    def _post_events(self, items: list[Item]) -> Outcome:
+        outcome = Outcome()
+        # Compressed once, before the first attempt: retries resend the same bytes, and the
+        # uncompressed array is let go of while the request is in flight.
+        body = gzip_compress(_json_array(items))
+        result = send_with_retries(lambda: self._post("/v1/events/batch", body), self.policy, self.stop, self.gate)
         outcome.retried += result.retries
+        outcome.rtt, outcome.pushed_back = result.rtt, result.pushed_back
         response = result.response
         if response is not None and response.status < 300:
             outcome.delivered += len(items)
             etag = response.headers.get("x-moesif-config-etag")
             if etag and etag != self._etag:
                 self._config_due = 0.0
-            return
+            return outcome
         if response is not None and response.status == 413 and len(items) > 1:
             half = len(items) // 2
-            self._post_events(items[:half], outcome)
-            self._post_events(items[half:], outcome)
-            return
+            del body
+            outcome.add(self._post_events(items[:half]))
+            outcome.add(self._post_events(items[half:]))
+            return outcome
         outcome.failed += len(items)
         self._log_failure(
             "events", response.status if response else None, result.error, response.body if response else b""
         )
+        return outcome
 
-    def _post(self, path: str, body: bytes) -> Any:
-        return self.transport.request("POST", path, gzip_compress(body), {"Content-Encoding": "gzip"})
+    def _post(self, path: str, compressed: bytes) -> Any:
+        return self.transport.request("POST", path, compressed, {"Content-Encoding": "gzip"})
 
     # -- users and companies ------------------------------------------------------------------
 
@@ -137,7 +155,8 @@ class MoesifSink(Sink):
             if isinstance(item.get("modified_time"), int | float):
                 item["modified_time"] = iso_ms(item["modified_time"])
             items.append(item)
-        result = send_with_retries(lambda: self._post(path, orjson.dumps(items)), self.policy, self.stop)
+        body = gzip_compress(orjson.dumps(items))
+        result = send_with_retries(lambda: self._post(path, body), self.policy, self.stop, self.gate)
         response = result.response
         if response is not None and response.status < 300:
             return Outcome(delivered=len(items), retried=result.retries)
@@ -152,6 +171,15 @@ class MoesifSink(Sink):
         now = time.monotonic()
         if now < self._config_due:
             return
+        # One sender thread fetches; the others go on with the rules they have.
+        if not self._config_lock.acquire(blocking=False):
+            return
+        try:
+            self._refresh_config(now)
+        finally:
+            self._config_lock.release()
+
+    def _refresh_config(self, now: float) -> None:
         self._config_due = now + CONFIG_REFRESH
         try:
             response = self.transport.request("GET", "/v1/config")

@@ -63,7 +63,9 @@ def test_full_queue_drops_and_counts_without_blocking() -> None:
     elapsed = time.perf_counter() - t0
     stats = client.stats()
     assert stats["captured"] == 2_000
-    assert stats["dropped_queue_full"] >= 2_000 - 60
+    # Dropped at the full queue, or (once the overload sampler saw it overflow) sampled out.
+    assert stats["dropped_queue_full"] + stats["sampled_overload"] >= 2_000 - 60
+    assert stats["dropped_queue_full"] > 0
     assert elapsed < 1.0, f"enqueue blocked: {elapsed:.2f}s for 2,000 calls"
     assert client.flush(10.0)
     assert _accounted(client.stats()) == 2_000

@@ -142,6 +142,9 @@ def test_100k_events_from_5000_users_paced_and_under_100kb() -> None:
             flush_interval=0.05,
             batch_size=5_000,
             max_queue=200_000,
+            # The whole burst is queued at once and waits seconds for the pacer, on purpose.
+            max_queue_bytes=1 << 30,
+            overload_sampling=False,
             moengage_bulk=True,
             moengage_rate_window=2.0,
         )
