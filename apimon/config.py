@@ -81,7 +81,7 @@ class Config:
     max_batch_events: int = 1_000
     flush_interval: float = 1.0
     max_queue: int = 10_000
-    max_queue_bytes: int = 64 * 1024 * 1024
+    max_queue_bytes: int = 32 * 1024 * 1024
     max_in_flight: int = 16
     overload_sampling: bool = True
     shutdown_timeout: float = 2.0

@@ -83,6 +83,9 @@ class Flusher:
         self._queue: deque[Any] = deque()
         # Prepared items waiting for a full batch, and when the oldest of them was prepared.
         self._ready: list[Any] = []
+        # What each prepared item's raw call was charged to the budget: kept until the item is
+        # handed on, so the events waiting for a full batch are inside the byte bound too.
+        self._ready_sizes: list[int] = []
         self._ready_since = 0.0
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
@@ -204,6 +207,11 @@ class Flusher:
                 last = not self._queue
                 if len(ready) >= self._batch_size or (last and self._due()):
                     batch, self._ready = ready[: self._batch_size], ready[self._batch_size :]
+                    if self._budget is not None:
+                        sizes = self._ready_sizes
+                        # Let go before the sinks charge the batch again (their backlog holds it).
+                        self._budget.release(sum(sizes[: self._batch_size]))
+                        self._ready_sizes = sizes[self._batch_size :]
                     self._ready_since = time.monotonic()
                     self._hand_on(batch)
                 elif last:
@@ -221,18 +229,16 @@ class Flusher:
         if not self._ready:
             self._ready_since = time.monotonic()
         size_of = self._size_of
-        if size_of is not None:
-            # The raw calls' bytes are let go of as they become encoded events (which a remote
-            # sender charges again while it holds them).
-            budget = self._budget
-            for entry in chunk:
-                budget.release(size_of(entry))  # type: ignore[union-attr]
+        # Measured before preparing: the same figure the request path charged.
+        sizes = [size_of(entry) for entry in chunk] if size_of is not None else None
         prepare = self._prepare
         if prepare is None:
             self._ready.extend(chunk)
+            if sizes is not None:
+                self._ready_sizes.extend(sizes)
             return
         dropped = 0
-        for entry in chunk:
+        for i, entry in enumerate(chunk):
             try:
                 prepared = prepare(entry)
             except Exception:
@@ -240,8 +246,12 @@ class Flusher:
                 self._internal_error("flusher-prepare", "apimon: preparing an event failed internally")
             if prepared is None:
                 dropped += 1
+                if sizes is not None:
+                    self._budget.release(sizes[i])  # type: ignore[union-attr]
             else:
                 self._ready.append(prepared)
+                if sizes is not None:
+                    self._ready_sizes.append(sizes[i])
         if dropped:
             self._done(dropped)
 

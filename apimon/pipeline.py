@@ -172,7 +172,7 @@ class Pipeline:
                 self._lose("dropped_error", "encode", "apimon: an event could not be encoded as JSON; it was dropped")
                 return None
         if len(data) <= MAX_EVENT_BYTES:
-            return event, data
+            return event, _exact(data)
         # Too large for the collectors: drop the bodies and say so, then give up if still too large.
         truncated: dict[str, Any] = {}
         for part in ("request", "response"):
@@ -189,7 +189,7 @@ class Pipeline:
                     marker.setdefault("truncated", {}).update(truncated)
             data = orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS)
             if len(data) <= MAX_EVENT_BYTES:
-                return event, data
+                return event, _exact(data)
         self.counters.incr("dropped_too_large")
         log_once("too-large", "apimon: an event over %d bytes was dropped", MAX_EVENT_BYTES)
         return None
@@ -199,6 +199,17 @@ class Pipeline:
         if reason == "dropped_error":
             self.counters.incr("internal_errors")
         log_once(kind, message, exc_info=True, level=logging.ERROR if reason == "dropped_error" else logging.WARNING)
+
+
+def _exact(data: bytes) -> bytes:
+    """A copy of orjson's output in a block of its own length. orjson (3.13) returns bytes in
+    the buffer it grew while encoding, never shrunk: an 800-byte event keeps ~8 KB resident
+    (100,000 of them: +780 MB RSS, against +83 MB for exact copies), and the encoded events are
+    what waits in the batches and the senders' backlogs. Large ones too: glibc raises its mmap
+    threshold as blocks are freed, and then a 10x buffer lives in the heap. The copy is a
+    memcpy of what the encoder just wrote (~0.1 us a KB).
+    """
+    return bytes(memoryview(data))
 
 
 class _TooDeep(Exception):

@@ -22,37 +22,12 @@ from typing import Any
 import orjson
 
 from benchmarks import loopback
+from benchmarks.collector import Collector
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ["flask", "starlette", "django"]
 ENDPOINTS = ["/ping", "/echo", "/large"]
 PING_TARGET = {"flask": 15.0, "django": 15.0, "starlette": 30.0}
-
-
-class Collector:
-    """A fake collector in its own process on CPU 1 (beside the load generator)."""
-
-    def __init__(self, kind: str = "moesif") -> None:
-        self.proc = subprocess.Popen(
-            ["taskset", "-c", "1", sys.executable, "-m", "benchmarks.collector", kind],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )
-        assert self.proc.stdout is not None and self.proc.stdin is not None
-        self.url = self.proc.stdout.readline().strip()
-
-    def count(self) -> int:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("count\n")
-        self.proc.stdin.flush()
-        return int(self.proc.stdout.readline())
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(30)
 
 
 def pct(samples: list[float], q: float) -> float:

@@ -49,7 +49,12 @@ class ApimonMiddleware:
         if client is None or not client.config.enabled:
             return self.app(environ, start_response)
         try:
-            raw = RawCall.deferred(environ.copy(), self._resolve, time.time())
+            source = environ.copy()
+            # The copy waits in the queue until the flusher resolves it: it must not keep the
+            # request's input stream alive (a server or test client that buffered the body in
+            # it would have every queued call hold its body twice; the tee holds what is kept).
+            source.pop("wsgi.input", None)
+            raw = RawCall.deferred(source, self._resolve, time.time())
             # Without sampling or a skip hook every call is admitted: no call needed.
             admitted = client.admit_all or client.admit(raw, environ)
         except Exception:

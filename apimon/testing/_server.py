@@ -50,15 +50,24 @@ class FakeServer:
     """Base of :class:`~apimon.testing.FakeMoesif` and :class:`~apimon.testing.FakeMoEngage`.
 
     Fault injection: :meth:`fail_next` (answer N requests with a status), :meth:`drop_next`
-    (close N connections without answering), :attr:`delay` (answer slowly), :meth:`down` and
-    :meth:`up` (stop listening, then listen again on the same port).
+    (close N connections without answering), ``latency`` / :attr:`delay` (every answer waits
+    that many seconds, each request on its own, as a collector that far away would),
+    :meth:`stall` and :meth:`resume` (hold every answer until resumed), :meth:`down` and
+    :meth:`up` (stop listening, then listen again on the same port). :attr:`max_concurrent` is
+    the most requests it held at once.
     """
 
     max_body_bytes = 50 * 1024 * 1024
+    #: The longest a stalled request is held before it is answered anyway.
+    MAX_STALL = 120.0
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
         self.requests: list[Recorded] = []
-        self.delay = 0.0
+        self.delay = latency
+        self.max_concurrent = 0
+        self._concurrent = 0
+        self._running = threading.Event()
+        self._running.set()
         self._lock = threading.Lock()
         # (path prefix or None for any, reply or None to drop the connection)
         self._faults: list[tuple[str | None, Reply | None]] = []
@@ -157,6 +166,13 @@ class FakeServer:
         with self._lock:
             self._faults.extend((path, None) for _ in range(n))
 
+    def stall(self) -> None:
+        """Hold every answer (requests are read, then wait) until :meth:`resume`."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
     def _take_fault(self, path: str) -> Reply | None | str:
         with self._lock:
             for i, (prefix, reply) in enumerate(self._faults):
@@ -189,9 +205,23 @@ class FakeServer:
         except (OSError, zlib.error, EOFError):
             body, bad_encoding = raw, True
         record = Recorded(method, h.path, headers, raw, body)
+        with self._lock:
+            self._concurrent += 1
+            self.max_concurrent = max(self.max_concurrent, self._concurrent)
+        try:
+            # The distance (and a stall) comes before the answer is decided, so a fault or a
+            # rate limit applies to when the request "arrives", as it would far away.
+            self._running.wait(self.MAX_STALL)
+            if self.delay:
+                time.sleep(self.delay)
+            self._answer(h, record, bad_encoding)
+        finally:
+            with self._lock:
+                self._concurrent -= 1
+
+    def _answer(self, h: BaseHTTPRequestHandler, record: Recorded, bad_encoding: bool) -> None:
+        raw = record.raw_body
         fault = self._take_fault(h.path)
-        if self.delay:
-            time.sleep(self.delay)
         if fault is None:
             # Drop: close the socket without a word.
             h.close_connection = True

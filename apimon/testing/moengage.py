@@ -48,8 +48,9 @@ class FakeMoEngage(FakeServer):
         event_limit: int = 30_000,
         user_limit: int = 10_000,
         window: float = 60.0,
+        latency: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(latency)
         self.workspace_id = workspace_id
         self.api_key = api_key
         self.event_limit = event_limit

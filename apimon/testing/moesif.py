@@ -23,10 +23,11 @@ class FakeMoesif(FakeServer):
 
     A wrong ``X-Moesif-Application-Id`` gets 401, a malformed body 400 (the reason in
     ``.rejections``), a batch over 12 MB 413. Set ``.config`` to change what ``/v1/config`` returns.
+    ``FakeMoesif(latency=0.05)`` answers each request 50 ms late, as a collector that far away.
     """
 
-    def __init__(self, application_id: str = "apimon-test-app") -> None:
-        super().__init__()
+    def __init__(self, application_id: str = "apimon-test-app", latency: float = 0.0) -> None:
+        super().__init__(latency)
         self.application_id = application_id
         self.events: list[dict[str, Any]] = []
         self.users: list[dict[str, Any]] = []
