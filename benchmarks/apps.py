@@ -56,6 +56,7 @@ def _apimon(variant: str) -> dict[str, Any]:
     if variant == "apimon-path":
         # The request path alone: every event is dropped at the queue, the flusher stays idle.
         options["max_queue"] = 1
+        options["overload_sampling"] = False  # every call is dropped at the queue, on purpose
     elif variant == "apimon-build":
         # The process-wide client, made here with a sink that keeps nothing: the adapter (or
         # Django's middleware, from its settings) then finds it instead of making its own.
