@@ -17,11 +17,12 @@ from apimon._guard import logger
 #: The backlog's fill (0-1) above which the pipeline is behind, and below which it has caught up.
 HIGH = 0.25
 LOW = 0.05
-#: Seconds the backlog must stay high before sampling starts, between two doublings of N, and
-#: low before N halves.
+#: Seconds the backlog must stay high before sampling starts and between two doublings of N;
+#: low before N first halves, and between two halvings (from 1,024 back to 1 in ~12 s).
 SUSTAIN = 1.0
 STEP_UP = 1.0
-STEP_DOWN = 3.0
+SUSTAIN_LOW = 2.0
+STEP_DOWN = 1.0
 MAX_N = 1024
 
 
@@ -81,9 +82,8 @@ class OverloadSampler:
                 return
             if self._low_since is None:
                 self._low_since = now
-            if now - self._low_since >= STEP_DOWN and now - self._changed >= STEP_DOWN:
+            if now - self._low_since >= SUSTAIN_LOW and now - self._changed >= STEP_DOWN:
                 self._set(self.n // 2, now, "caught up")
-                self._low_since = now
         else:
             self._high_since = self._low_since = None
 

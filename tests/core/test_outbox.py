@@ -65,6 +65,24 @@ def test_collector_outage_loses_nothing(tmp_path: Path) -> None:
         client.shutdown(2)
 
 
+def test_several_batches_in_flight_each_call_sent_once(tmp_path: Path) -> None:
+    db = str(tmp_path / "inflight.db")
+    with FakeMoesif(latency=0.1) as fake:
+        client = _durable(fake, db, batch_size=20, max_batch_events=20)
+        _capture(client, 1_000, "in-flight")
+        assert client.flush(10)
+        _wait(lambda: len(fake.events) >= 1_000, timeout=60)
+        assert client.drain_outbox(10), client.stats()
+        stats = client.stats()
+        client.shutdown(2)
+    ids = [e["transaction_id"] for e in fake.events]
+    # Acknowledged batch by batch, each call once: no row was claimed by two senders.
+    assert len(ids) == len(set(ids)) == 1_000
+    assert fake.max_concurrent > 1
+    assert stats["sent"] == 1_000 and stats["retried"] == 0
+    assert Store(db).count_unshipped(SHIPPED_MOESIF) == 0
+
+
 RESTART = """
 import sys, apimon
 from tests.factories import make_raw

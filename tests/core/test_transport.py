@@ -29,6 +29,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.endswith("/slow"):
+            time.sleep(0.2)  # several requests overlap
         with self.server.lock:
             self.server.bodies.append(body)
         close = self.path.endswith("/close")
@@ -133,3 +135,29 @@ def test_a_refused_connection_is_a_network_error() -> None:
     transport = Transport(f"http://127.0.0.1:{port}", {})
     with pytest.raises(NetworkError):
         transport.request("POST", "/v1/events/batch", b"[]")
+
+
+def test_requests_in_flight_at_once_each_get_a_connection_then_share_them() -> None:
+    with _server() as server:
+        transport = _transport(server)
+        barrier = threading.Barrier(4)
+        answers: list[int] = []
+
+        def post(i: int) -> None:
+            barrier.wait()
+            answers.append(transport.request("POST", "/slow", b"%d" % i).status)
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        opened = server.connections
+        assert answers == [200] * 4 and 2 <= opened <= 4
+        assert transport.idle_connections == opened
+        # One at a time afterwards: the idle connections are reused, none is opened.
+        for i in range(5):
+            assert transport.request("POST", "/x", b"%d" % i).status == 200
+        assert server.connections == opened
+        transport.close()
+        assert transport.idle_connections == 0

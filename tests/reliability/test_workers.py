@@ -195,6 +195,12 @@ def test_kill_9_of_a_worker_loses_nothing_committed(tmp_path: Path) -> None:
             committed = {c.transaction_id for c in Store(db).recent(limit=1_000_000)}
             assert wait_for(lambda: committed <= fake.transaction_ids, timeout=90)
         assert killed and committed <= fake.transaction_ids
+        # Several batches were in flight at once, and no call was in two of them at the same time:
+        # a repeat (the killed worker's unacknowledged batch, resent) arrives after the first
+        # request's answer, never while it is still on the wire.
+        assert fake.max_concurrent > 1
+        overlapping = _sent_twice_at_once(fake, fake.delay)
+        assert overlapping == 0
         record(
             "kill -9 of a worker (durable)",
             requests=load.sent,
@@ -202,4 +208,20 @@ def test_kill_9_of_a_worker_loses_nothing_committed(tmp_path: Path) -> None:
             committed_delivered=len(committed & fake.transaction_ids),
             lost_committed=len(committed - fake.transaction_ids),
             in_memory_at_kill=load.sent + server.probes - len(committed),
+            most_requests_in_flight=fake.max_concurrent,
+            sent_twice_at_once=overlapping,
         )
+
+
+def _sent_twice_at_once(fake: FakeMoesif, latency: float) -> int:
+    """Calls found in two accepted batches whose requests were on the wire at the same time."""
+    seen: dict[str, float] = {}
+    overlapping = 0
+    for request in fake.requests:
+        if request.path != "/v1/events/batch" or request.status != 201:
+            continue
+        for event in request.json():
+            first = seen.setdefault(event["transaction_id"], request.at)
+            if first != request.at and abs(request.at - first) < latency:
+                overlapping += 1
+    return overlapping
