@@ -44,7 +44,7 @@ class Client:
         self.sinks: list[Sink] = built.sinks
         self.shippers: list[OutboxShipper] = built.shippers
         self.pipeline = Pipeline(config, self.counters, self.sinks)
-        self.overload = OverloadSampler(self._pressure, enabled=config.overload_sampling)
+        self.overload = OverloadSampler(self._pressure, enabled=config.samples_overload)
         for shipper in self.shippers:
             self.pipeline.after_batch.append(shipper.poke)
             # Ship what an earlier run left in the outbox now, not at the first new call.

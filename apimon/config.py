@@ -83,7 +83,8 @@ class Config:
     max_queue: int = 10_000
     max_queue_bytes: int = 32 * 1024 * 1024
     max_in_flight: int = 16
-    overload_sampling: bool = True
+    # None: on, except in durable mode, where the outbox holds the backlog and every call counts.
+    overload_sampling: bool | None = None
     shutdown_timeout: float = 2.0
     store_max_rows: int = 50_000
     store_max_bytes: int = 256 * 1024 * 1024
@@ -112,6 +113,11 @@ class Config:
         if not self.remote_enabled or self.durable:
             return "apimon.db"
         return None
+
+    @property
+    def samples_overload(self) -> bool:
+        """Whether a lasting backlog keeps 1 call in N with weight N (``overload_sampling``)."""
+        return (not self.durable) if self.overload_sampling is None else self.overload_sampling
 
     @property
     def store_is_default(self) -> bool:

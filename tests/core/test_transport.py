@@ -97,7 +97,9 @@ def test_a_connection_the_server_closed_is_replaced_without_an_error() -> None:
         assert transport.request("POST", "/x", b"d").status == 200
         transport.close()
     assert server.bodies == [b"a", b"b", b"c", b"d"]
-    assert server.connections == 3
+    # Three, or four when the server's close after "b" raced the client's next request: "c" then
+    # found its kept connection closed and went once more on a new one, without an error.
+    assert server.connections in (3, 4)
 
 
 def test_a_server_that_never_answers_is_a_network_error_after_the_read_timeout() -> None:

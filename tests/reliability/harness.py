@@ -96,8 +96,10 @@ def drive(
     path: str = "/echo",
     user: str | None = "load-user",
     fresh: bool = False,
+    body: bytes = b'{"n": 1}',
 ) -> Load:
-    """POST small JSON bodies from ``threads`` keep-alive connections for at most ``seconds``."""
+    """POST ``body`` (small JSON by default; the app echoes it) from ``threads`` keep-alive
+    connections for at most ``seconds``."""
     load = Load()
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
@@ -118,9 +120,9 @@ def drive(
                 load.sent += 1
             t0 = time.perf_counter()
             try:
-                conn.request("POST", path, body=b'{"n": 1}', headers=headers)
+                conn.request("POST", path, body=body, headers=headers)
                 response = conn.getresponse()
-                if response.read() != b'{"n": 1}' or response.status != 200:
+                if response.read() != body or response.status != 200:
                     errors += 1
             except (OSError, http.client.HTTPException):
                 errors += 1
