@@ -89,8 +89,9 @@ def test_a_429_holds_every_request_in_flight_for_its_retry_after() -> None:
         assert len(limited) == 4
         first = min(r.at for r in limited)
         # Requests that arrive after a 429 and before its Retry-After ran out can only be ones
-        # that were already on the wire (sent before the answer came back, 50 ms later).
-        early = [r for r in fake.requests if r.path == "/v1/events/batch" and first + 0.2 < r.at < first + 0.9]
+        # that were already on the wire (sent before the answer came back, 50 ms later; the
+        # margin is for a busy machine's scheduling).
+        early = [r for r in fake.requests if r.path == "/v1/events/batch" and first + 0.35 < r.at < first + 0.9]
         assert early == []
         assert _sender(client).limiter.shrunk > 0
 
