@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Callable
 
 NAMES: tuple[str, ...] = (
+    "started",
     "captured",
     "skipped",
     "sampled_out",

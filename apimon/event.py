@@ -15,7 +15,8 @@ from apimon.bodies import Body, classify
 from apimon.config import Config
 from apimon.identity import session_hash, user_from_authorization
 from apimon.ipaddr import client_ip
-from apimon.record import BodyTee, RawCall
+from apimon.record import RawCall
+from apimon.tee import BodyTee
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -217,6 +218,8 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
         apimon_meta["route"] = raw.route
     if raw.error:
         apimon_meta["error"] = raw.error
+    if raw.incomplete:
+        apimon_meta["incomplete"] = raw.incomplete
     if apimon_meta:
         existing = metadata.get("apimon")
         metadata["apimon"] = {**existing, **apimon_meta} if isinstance(existing, dict) else apimon_meta

@@ -11,49 +11,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from apimon.budget import RAW_OVERHEAD
+from apimon.tee import BodyTee
 
 # Header pairs as the server gave them: ``str`` for WSGI, ``bytes`` for ASGI (decoded off the request path).
 HeaderPairs = Sequence[tuple[str | bytes, str | bytes]]
-
-
-class BodyTee:
-    """Keeps a body that streams through while it stays within ``cap`` bytes, and counts all of it.
-
-    ``feed`` is called with every chunk as the app or the server sees it; nothing is ever held
-    beyond ``cap`` bytes, and once the body passes the cap nothing is held at all (such a body is
-    left out of the event, only its size is reported), so a 2 GB upload costs no memory.
-    """
-
-    __slots__ = ("cap", "chunks", "held", "size", "complete")
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.chunks: list[bytes] = []
-        self.held = 0
-        self.size = 0
-        self.complete = False
-
-    def feed(self, chunk: bytes) -> None:
-        n = len(chunk)
-        size = self.size + n
-        self.size = size
-        if size > self.cap:
-            # Over the cap the body is left out of the event (CONTRACT 2.3): hold nothing more,
-            # and let go of what was held, so a large body costs no copy at all.
-            if self.chunks:
-                self.chunks = []
-                self.held = 0
-            return
-        if n:
-            self.chunks.append(bytes(chunk))
-            self.held += n
-
-    @property
-    def truncated(self) -> bool:
-        return self.size > self.cap
-
-    def data(self) -> bytes:
-        return b"".join(self.chunks)
 
 
 class RawCall:
@@ -82,6 +43,8 @@ class RawCall:
     framework_user: str | None = None
     session_cookie: str | None = None
     error: str | None = None
+    # Why the response ended before its last byte (``apimon.tee.CLOSED``, ``RELEASED``, ``UNENDED``).
+    incomplete: str | None = None
     weight: int | None = None
     # A body that arrived in one piece within the cap, kept as the app's own bytes object (no
     # copy, and no BodyTee on the request path or later: the event builder reads it as it is).

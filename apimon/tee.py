@@ -1,17 +1,70 @@
 """Tees: pass a body through untouched while keeping the first ``cap`` bytes of it.
 
-The request side wraps the body stream the app reads; the response side wraps the iterable the
-server iterates. Neither ever drains or buffers a whole body, so streaming and server-sent events
-keep their timing.
+:class:`BodyTee` is what a tee keeps; :class:`TeeReader` feeds it from the request body stream
+the app reads, :class:`TeeIterator` (and its async twin) from the response iterable the server
+iterates. Neither ever drains or buffers a whole body, so streaming and server-sent events keep
+their timing.
+
+A response tee ends its call exactly once: when the body is exhausted, when the server closes it,
+or, when the server (a test client that never reads the body, a middleware that drops the
+iterable) lets it go without either, when it is released: the call is then recorded with the body
+as far as it was read and ``incomplete`` saying why, never lost.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apimon.record import BodyTee, RawCall
+if TYPE_CHECKING:
+    from apimon.record import RawCall
+
+#: ``RawCall.incomplete``: why a response ended before its last byte.
+CLOSED = "closed"  # the server closed it early (client gone, or it stopped iterating)
+RELEASED = "released"  # dropped unread and unclosed (a test client that never reads the body)
+UNENDED = "unended"  # ASGI: the app returned without sending the last body message
+
+
+class BodyTee:
+    """Keeps a body that streams through while it stays within ``cap`` bytes, and counts all of it.
+
+    ``feed`` is called with every chunk as the app or the server sees it; nothing is ever held
+    beyond ``cap`` bytes, and once the body passes the cap nothing is held at all (such a body is
+    left out of the event, only its size is reported), so a 2 GB upload costs no memory.
+    ``complete`` says the whole body passed (its size is then the full size).
+    """
+
+    __slots__ = ("cap", "chunks", "held", "size", "complete")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.chunks: list[bytes] = []
+        self.held = 0
+        self.size = 0
+        self.complete = False
+
+    def feed(self, chunk: bytes) -> None:
+        n = len(chunk)
+        size = self.size + n
+        self.size = size
+        if size > self.cap:
+            # Over the cap the body is left out of the event (CONTRACT 2.3): hold nothing more,
+            # and let go of what was held, so a large body costs no copy at all.
+            if self.chunks:
+                self.chunks = []
+                self.held = 0
+            return
+        if n:
+            self.chunks.append(bytes(chunk))
+            self.held += n
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > self.cap
+
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
 
 
 class TeeReader:
@@ -124,12 +177,14 @@ class _Tee:
             self._first = None
             tee.feed(chunk)
 
-    def _end(self, complete: bool) -> None:
+    def _end(self, complete: bool, why: str | None = None) -> None:
         if self._done:
             return
         self._done = True
         raw = self._raw
         raw.end = time.time()
+        if not complete and why is not None and raw.error is None:
+            raw.incomplete = why
         first = self._first
         if first is not None and self._cap is not None:
             self._first = None
@@ -142,13 +197,22 @@ class _Tee:
             raw.resp_body.complete = complete
         self._on_end(complete)
 
+    def __del__(self) -> None:
+        # The normal case costs one attribute test. Otherwise the server let the response go
+        # unfinished (never read to its end, never closed): the call still becomes an event.
+        if not self._done:
+            try:
+                self._end(False, RELEASED)
+            except Exception:
+                pass  # a finalizer must not raise; the call then stays counted as unfinished
+
 
 class TeeIterator(_Tee):
     """A response body iterable passed through chunk by chunk, never drained or buffered.
 
     ``on_end(complete)`` runs exactly once: with True when the iterable is exhausted, with False
-    when it is closed early or raises (the error name is recorded on ``raw``). ``close()`` is
-    always forwarded to the inner iterable.
+    when it is closed early, raises (the error name is recorded on ``raw``) or is released
+    without either. ``close()`` is always forwarded to the inner iterable.
     """
 
     __slots__ = ()
@@ -164,7 +228,7 @@ class TeeIterator(_Tee):
                 feed(chunk)
                 yield chunk
         except GeneratorExit:
-            raise  # the server stopped early; its close() call ends the event
+            raise  # the server stopped early; its close() call (or the release) ends the event
         except BaseException as exc:
             self._raw.error = type(exc).__name__
             self._end(False)
@@ -177,7 +241,7 @@ class TeeIterator(_Tee):
             if close is not None:
                 close()
         finally:
-            self._end(False)
+            self._end(False, CLOSED)
 
 
 class SizedTeeIterator(TeeIterator):
@@ -223,9 +287,9 @@ class AsyncTeeIterator(_Tee):
             if aclose is not None:
                 await aclose()
         finally:
-            self._end(False)
+            self._end(False, CLOSED)
 
     def close(self) -> None:
         # Django calls close() on a streaming response when the server is done with it, even
         # when the client left before the first chunk: the event still ends.
-        self._end(False)
+        self._end(False, CLOSED)

@@ -23,9 +23,10 @@ import orjson
 
 from apimon.client import Client
 from apimon.config import Config
-from apimon.record import BodyTee, RawCall
+from apimon.record import RawCall
 from apimon.serverproc import ServerProcess, free_port
 from apimon.store import Store
+from apimon.tee import BodyTee
 
 PAGES = {"overview": "/overview", "filtered stream": "/?status=5xx&path=/items/*"}
 ROUTES = [("GET", "/items/{n}", "/items/<int:id>"), ("POST", "/items", None), ("GET", "/ping", None)]

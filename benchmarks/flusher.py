@@ -15,7 +15,8 @@ import orjson
 
 from apimon.client import Client
 from apimon.config import Config
-from apimon.record import BodyTee, RawCall
+from apimon.record import RawCall
+from apimon.tee import BodyTee
 from benchmarks.apps import APP_ID
 
 

@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import quote
 
 import apimon
-from apimon.record import BodyTee, RawCall
+from apimon.record import RawCall
+from apimon.tee import UNENDED, BodyTee
 from apimon.types import ASGIApp, Message, Receive, Scope, Send
 
 _PATH_SAFE = "/;=,:@!$&'()*+~"
@@ -114,6 +115,7 @@ class ApimonMiddleware:
         if not admitted:
             await self.app(scope, receive, send)
             return
+        client.started()
         # All per-call state lives in this frame and its two closures: a per-call object with its
         # own methods cost ~2 µs more per request in situ (benchmarks, Starlette /ping).
         raw.native = scope
@@ -183,8 +185,11 @@ class ApimonMiddleware:
         except BaseException as exc:
             finish(exc)
             raise
-        # The app returned without ending the response (client gone, or an app bug): record what was seen.
-        finish()
+        if not done:
+            # The app returned without ending the response (client gone, or an app bug): record
+            # what was seen, and say so.
+            raw.incomplete = UNENDED
+            finish()
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:

@@ -14,6 +14,7 @@ are teed as the server iterates them, never consumed here.
 from __future__ import annotations
 
 import time
+import weakref
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
@@ -31,8 +32,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django
 import apimon
 from apimon.client import Client
 from apimon.environ import resolve_environ
-from apimon.record import BodyTee, RawCall
-from apimon.tee import AsyncTeeIterator, TeeIterator, TeeReader
+from apimon.record import RawCall
+from apimon.tee import AsyncTeeIterator, BodyTee, TeeIterator, TeeReader
 
 _HOOKS = ("skip", "identify_user", "identify_company", "get_session_token", "get_metadata", "mask_event", "api_version")
 
@@ -150,6 +151,7 @@ class ApimonMiddleware:
             config = client.config
             if config.log_body:
                 reader = self._tee_request(request, raw, config.max_body_bytes)
+            client.started()
             return _State(client, raw, reader)
         except Exception:
             client.counters.incr("internal_errors")
@@ -195,8 +197,13 @@ class ApimonMiddleware:
                 self._finish(state, request, response)
                 return response
 
+            # The response holds the tee and the tee holds this callback: a weak reference keeps
+            # that from being a cycle, so a response dropped unread is released (and its call
+            # recorded) at once rather than at the next full garbage collection.
+            response_ref = weakref.ref(response)
+
             def on_end(complete: bool) -> None:
-                self._finish(state, request, response)
+                self._finish(state, request, response_ref())
 
             streaming: Any = response
             if getattr(response, "is_async", False):

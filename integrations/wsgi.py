@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import apimon
 from apimon.environ import resolve_environ
-from apimon.record import BodyTee, RawCall
-from apimon.tee import SizedTeeIterator, TeeIterator, TeeReader
+from apimon.record import RawCall
+from apimon.tee import BodyTee, SizedTeeIterator, TeeIterator, TeeReader
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -62,6 +62,7 @@ class ApimonMiddleware:
             admitted = False
         if not admitted:
             return self.app(environ, start_response)
+        client.started()
 
         config = client.config
         route_at_start = self._route_at_start

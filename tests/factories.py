@@ -8,7 +8,8 @@ import orjson
 
 from apimon.config import Config
 from apimon.event import build_event
-from apimon.record import BodyTee, RawCall
+from apimon.record import RawCall
+from apimon.tee import BodyTee
 
 T0 = 1795615474.785  # 2026-11-25T14:04:34.785Z
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from apimon.config import Config
 from apimon.event import build_event
-from apimon.record import BodyTee, RawCall
+from apimon.record import RawCall
+from apimon.tee import BodyTee
 
 CONTENT_TYPES = st.sampled_from(
     [

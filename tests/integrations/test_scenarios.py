@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from apimon.serverproc import ServerProcess, free_port, gunicorn_command, uvicorn_command
+from apimon.store import Store, StoreError
 from tests.conftest import REPO
 from tests.httpcheck import Reply, exchange, wait_event
 
@@ -82,10 +83,21 @@ class Pair:
             log_path=str(tmp / f"{fw.name}-bare.log"),
         )
 
+        #: The X-Test-Id of every request sent to the monitored server, for the accounting check.
+        self.sent: list[str] = []
+
+    def send(
+        self, method: str, path: str, body: bytes | None = None, headers: list[tuple[str, str]] | None = None
+    ) -> Reply:
+        """One request to the monitored server, counted."""
+        reply = exchange(self.monitored.port, method, path, body, headers)
+        self.sent.append(reply.test_id)
+        return reply
+
     def both(
         self, method: str, path: str, body: bytes | None = None, headers: list[tuple[str, str]] | None = None
     ) -> tuple[Reply, dict[str, Any]]:
-        got = exchange(self.monitored.port, method, path, body, headers)
+        got = self.send(method, path, body, headers)
         want = exchange(self.bare.port, method, path, body, headers)
         assert (got.status, got.stable_headers(), got.body) == (want.status, want.stable_headers(), want.body)
         return got, wait_event(self.db, got.test_id)
@@ -102,6 +114,36 @@ def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 
 JSON = [("Content-Type", "application/json")]
+
+
+def _stored_ids(db: str) -> list[str]:
+    try:
+        calls = Store(db, readonly=True).recent(limit=100_000)
+    except StoreError:
+        return []
+    # Only the tests' own requests: the servers' readiness probes carry no X-Test-Id.
+    ids = (c.event()["request"]["headers"].get("X-Test-Id") for c in calls)
+    return [i for i in ids if i]
+
+
+@pytest.fixture(autouse=True)
+def _every_request_is_one_event(pair: Pair) -> Iterator[None]:
+    """The accounting check (issue 21): each request a scenario sends to the monitored server is
+    exactly one stored event, whatever the server did with its response."""
+    before, first = len(_stored_ids(pair.db)), len(pair.sent)
+    yield
+    sent = set(pair.sent[first:])
+    deadline = time.monotonic() + 15
+    while True:
+        ids = _stored_ids(pair.db)
+        new = ids[: len(ids) - before]  # newest first
+        if sent <= set(new) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)  # anything more than one event a request would have arrived with the rest
+    new = _stored_ids(pair.db)
+    new = new[: len(new) - before]
+    assert sorted(new) == sorted(sent), f"{len(sent)} requests sent, {len(new)} events stored"
 
 
 def test_json_crud(pair: Pair) -> None:
@@ -228,6 +270,7 @@ def _stream(port: int, path: str, test_id: str, stop_after: bytes | None = None)
 
 def test_streamed_response_is_not_buffered(pair: Pair) -> None:
     test_id = f"stream-{pair.fw.name}"
+    pair.sent.append(test_id)
     first_at, total, received = _stream(pair.monitored.port, "/stream?parts=4&delay=0.5", test_id)
     # Four chunks 0.5 s apart (1.5 s in all): the first reaches the client before the last exists.
     assert first_at is not None and first_at < 0.45 and total >= 1.5
@@ -244,12 +287,17 @@ def test_server_sent_events(pair: Pair) -> None:
 
 def test_client_disconnect_mid_stream(pair: Pair) -> None:
     test_id = f"gone-{pair.fw.name}"
+    pair.sent.append(test_id)
     first_at, _, _ = _stream(pair.monitored.port, "/stream?parts=20&delay=0.1", test_id, stop_after=b"chunk 0")
     assert first_at is not None
     event = wait_event(pair.db, test_id, timeout=15)
     assert event["response"]["status"] == 200
     body = event["response"].get("body", "")
     assert body.startswith("chunk 0\n")
+    # The event says the response did not reach its end: the WSGI server closed it early, the
+    # ASGI app returned or was cancelled before its last message.
+    meta = event["metadata"]["apimon"]
+    assert meta.get("incomplete") in ("closed", "unended") or meta.get("error") == "CancelledError", meta
     import django
 
     if not (pair.fw.name == "django-asgi" and django.VERSION < (5, 0)):
@@ -259,7 +307,7 @@ def test_client_disconnect_mid_stream(pair: Pair) -> None:
 
 def test_fifty_concurrent_requests(pair: Pair) -> None:
     def one(i: int) -> Reply:
-        return exchange(pair.monitored.port, "POST", "/echo", f'{{"n": {i}}}'.encode(), JSON)
+        return pair.send("POST", "/echo", f'{{"n": {i}}}'.encode(), JSON)
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         replies = list(pool.map(one, range(50)))

@@ -172,6 +172,10 @@ def test_disconnect_is_recorded_with_what_was_seen(db: str) -> None:
     asyncio.run(main())
     [event] = events(db)
     assert event["response"]["status"] == 200 and event["response"]["body"] == "tick\n"
+    # The app returned before its last body message: the event says the response never ended.
+    assert event["metadata"]["apimon"]["incomplete"] == "unended"
+    stats = apimon.stats()
+    assert (stats["captured"], stats["unfinished"]) == (1, 0)
 
 
 def test_websocket_passes_through_untouched(db: str) -> None:

@@ -4,6 +4,7 @@ and AsyncClient), with a real settings module, auth, sessions and an SQLite data
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,6 +83,22 @@ def test_streaming_and_file_responses_are_teed_not_consumed(sink: ListSink) -> N
     streaming, file = events(sink)
     assert streaming["response"]["body"] == "one,two"
     assert file["response"]["transfer_encoding"] == "base64"
+
+
+def test_streaming_response_a_test_never_reads_is_an_event_when_released(sink: ListSink) -> None:
+    # Django's test client closes a streaming response only once its content is consumed; a test
+    # that checks the status alone drops it unread and unclosed. The client's own wrapper makes
+    # the response a reference cycle, so it is freed (and its call recorded) by the collector.
+    response = Client().get("/streaming")
+    assert response.status_code == 200
+    assert apimon.stats()["unfinished"] == 1 and events(sink) == []
+    del response
+    gc.collect()
+    [event] = events(sink)
+    assert event["response"]["status"] == 200 and "body" not in event["response"]
+    assert event["metadata"]["apimon"] == {"route": "/streaming", "incomplete": "released"}
+    stats = apimon.stats()
+    assert (stats["captured"], stats["unfinished"], stats["internal_errors"]) == (1, 0, 0)
 
 
 def test_async_streaming_and_async_view_under_asgi(sink: ListSink) -> None:

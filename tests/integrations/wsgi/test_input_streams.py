@@ -19,8 +19,7 @@ import pytest
 import apimon
 from apimon.client import Client
 from apimon.config import Config
-from apimon.record import BodyTee
-from apimon.tee import TeeReader
+from apimon.tee import BodyTee, TeeReader
 from tests.conftest import ListSink
 from tests.httpcheck import exchange
 
