@@ -129,7 +129,9 @@ class TeeReader:
     def finish(self, cap: int) -> None:
         """After the response: read what the app left unread of a known-length body, up to the cap.
 
-        The server would read and discard these bytes anyway to keep the connection alive.
+        A server would read and discard these bytes anyway to keep the connection alive. A stream
+        that can seek (a test client's ``BytesIO``, which Werkzeug's client reuses for a 307/308
+        redirect) is put back where the app left it, so nobody can tell it was read.
         """
         tee = self._tee
         if tee.complete or self._expected is None:
@@ -137,8 +139,13 @@ class TeeReader:
         remaining = self._expected - tee.size
         if remaining <= 0 or tee.size + remaining > cap:
             return
+        stream = self._stream
         try:
-            self._seen(self._stream.read(remaining))
+            seekable = getattr(stream, "seekable", None)
+            at = stream.tell() if seekable is not None and seekable() else None
+            self._seen(stream.read(remaining))
+            if at is not None:
+                stream.seek(at)
         except Exception:
             return
 

@@ -78,7 +78,8 @@ class ApimonMiddleware:
                     expected = int(length) if length and not chunked else None
                 except ValueError:
                     expected = None
-                reader = TeeReader(environ["wsgi.input"], raw.req_body, expected)
+                original_input = environ["wsgi.input"]
+                reader = TeeReader(original_input, raw.req_body, expected)
                 environ["wsgi.input"] = reader
 
         def _start_response(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> Any:
@@ -107,6 +108,10 @@ class ApimonMiddleware:
         def _on_end(complete: bool) -> None:
             if reader is not None:
                 reader.finish(config.max_body_bytes)
+                # Whoever keeps the environ after the call (a test client follows a redirect
+                # with it) finds the input stream it put there.
+                if environ.get("wsgi.input") is reader:
+                    environ["wsgi.input"] = original_input
             route = environ.get(ROUTE_KEY)
             if route is not None:
                 raw.route = route

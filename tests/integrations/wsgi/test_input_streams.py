@@ -117,3 +117,43 @@ def test_readinto_on_a_stream_without_it_uses_read() -> None:
     assert reader.readinto(buf) == 2 and bytes(buf[:2]) == b"ef"
     assert reader.readinto(buf) == 0
     assert tee.data() == b"abcdef" and tee.complete
+
+
+def test_a_body_the_app_left_unread_is_captured_and_a_seekable_stream_put_back() -> None:
+    # Found by Flask's own suite under the shim (test_routing_redirect_debugging): Werkzeug's test
+    # client follows a 307/308 redirect with the same BytesIO, which the app of the first request
+    # never read; reading it for the event must leave it where the app left it.
+    data = b"status=success"
+    stream = io.BytesIO(data)
+    tee = BodyTee(1000)
+    TeeReader(stream, tee, len(data)).finish(1000)
+    assert tee.data() == data and tee.complete
+    assert stream.tell() == 0 and stream.read() == data
+
+
+def test_a_redirect_that_keeps_the_body_gets_it_under_the_test_client(sink: ListSink) -> None:
+    import flask
+    from apimon.integrations.wsgi import ApimonMiddleware
+
+    app = flask.Flask("redirects")
+
+    @app.route("/user/", methods=["POST"])
+    def user() -> str:
+        return flask.request.form["status"]
+
+    original = app.wsgi_app
+    app.wsgi_app = ApimonMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+    client = app.test_client()
+    # /user answers 308 (without reading the body) and the client sends the body again to /user/.
+    response = client.post("/user", data={"status": "success"}, follow_redirects=True)
+    assert response.data == b"success"
+    assert [r.status_code for r in response.history] == [308]
+    # The environ the client keeps has its own input stream back, not apimon's reader.
+    assert not isinstance(response.request.environ["wsgi.input"], TeeReader)
+    assert original is not None
+    del response
+    assert apimon.flush(5.0)
+    first, second = sink.events
+    assert (first["response"]["status"], second["response"]["status"]) == (308, 200)
+    assert first["request"]["body"] == second["request"]["body"] == "status=success"
+    assert second["response"]["body"] == "success"
