@@ -146,7 +146,9 @@ class RawCall:
         """Record a complete response body that came in one piece: the app's bytes object itself
         when within ``cap`` (no copy), only its size when over it (nothing is held)."""
         if len(body) <= cap:
-            self.resp_whole = body
+            # A memoryview or bytearray (Starlette sends a memoryview body as it is) is copied:
+            # the app may reuse its buffer, and the builder reads bytes.
+            self.resp_whole = body if type(body) is bytes else bytes(body)
         else:
             self.resp_over = len(body)
 

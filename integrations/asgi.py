@@ -14,12 +14,14 @@ never pre-drained; per-request state lives in the call's frame and two closures.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import apimon
+from apimon.client import Client
 from apimon.record import RawCall
 from apimon.tee import UNENDED, BodyTee
 from apimon.types import ASGIApp, Message, Receive, Scope, Send
@@ -170,7 +172,9 @@ class ApimonMiddleware:
                 more = message.get("more_body", False)
                 tee = raw.req_body
                 if tee is None and not more and len(body) <= cap:
-                    raw.req_whole = body  # one message within the cap: no copy, no tee
+                    # One message within the cap: no copy, no tee (but a buffer the sender may
+                    # reuse, a bytearray or memoryview, is copied).
+                    raw.req_whole = body if type(body) is bytes else bytes(body)
                     return message
                 if tee is None:
                     tee = raw.req_body = BodyTee(cap)
@@ -196,8 +200,21 @@ class ApimonMiddleware:
             if message["type"] == "lifespan.shutdown.complete":
                 client = apimon._client
                 if client is not None:
-                    # Flushing waits on a thread and may do I/O: never on the event loop.
-                    await asyncio.to_thread(client.flush, client.config.shutdown_timeout)
+                    await _flush_off_the_loop(client)
             await send(message)
 
         return lifespan_send
+
+
+async def _flush_off_the_loop(client: Client) -> None:
+    """Flushing waits on a thread and may do I/O: never on the event loop. Under asyncio the flush
+    runs in a worker thread and is awaited; under another loop (trio, as anyio runs Starlette's
+    test client), which apimon cannot await without its library, it is started on a thread of its
+    own and the exit hook (``apimon.shutdown``) finishes what is left."""
+    timeout = client.config.shutdown_timeout
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        threading.Thread(target=client.flush, args=(timeout,), name="apimon-lifespan-flush", daemon=True).start()
+        return
+    await asyncio.to_thread(client.flush, timeout)

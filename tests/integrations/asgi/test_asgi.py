@@ -5,6 +5,7 @@ starts, lifespan, websocket, many interleaved requests)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +229,69 @@ def test_lifespan_shutdown_flushes_off_the_loop(tmp_path: Path) -> None:
         return Store(db).count()
 
     assert asyncio.run(main()) == 1
+
+
+def test_lifespan_shutdown_under_a_loop_that_is_not_asyncio(tmp_path: Path) -> None:
+    # Found by Starlette's own suite under the shim: its TestClient runs apps under trio too
+    # (anyio), where awaiting asyncio.to_thread raised at every lifespan shutdown. Here the
+    # middleware's coroutine is driven by hand, with no asyncio loop running, as trio would.
+    db = str(tmp_path / "life.db")
+    apimon.init(store=db, flush_interval=3600, batch_size=1000)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await echo_app(scope, receive, send)
+
+    wrapped = ApimonMiddleware(app)
+    asyncio.run(drive(wrapped, http_scope(), [b"queued"]))
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return inbox.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    coroutine = wrapped({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    with pytest.raises(StopIteration):
+        coroutine.send(None)  # runs to its end without suspending: nothing awaited asyncio
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    deadline = time.monotonic() + 5
+    while Store(db).count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the flush runs on a thread of its own
+    assert Store(db).count() == 1
+
+
+def test_memoryview_and_bytearray_bodies_are_captured_and_passed_on(db: str) -> None:
+    # Found by Starlette's own suite under the shim (test_response_memoryview): a Starlette
+    # Response sends a memoryview body as it is, and the event build failed on it.
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": memoryview(b"echo: " + bytes(message["body"]))})
+
+    async def main() -> list[Message]:
+        async def receive() -> Message:
+            return {"type": "http.request", "body": bytearray(b"abc"), "more_body": False}
+
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await ApimonMiddleware(app)(http_scope(), receive, send)
+        return sent
+
+    sent = asyncio.run(main())
+    assert bytes(sent[-1]["body"]) == b"echo: abc"
+    [event] = events(db)
+    assert event["request"]["body"] == "abc" and event["response"]["body"] == "echo: abc"
+    assert apimon.stats()["internal_errors"] == 0
 
 
 def test_disabled_passes_through(tmp_path: Path) -> None:
