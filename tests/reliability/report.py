@@ -19,15 +19,25 @@ What was tried against apimon and what came out, produced by one command that an
 ./dev reliability
 ```
 
-It runs `tests/reliability/` (real gunicorn and uvicorn servers with the Flask and Starlette sample
-apps, apimon shipping to the `apimon.testing` fake collectors over loopback, faults injected there)
-and writes this file from the figures the tests recorded. Every test also asserts its own bound,
-so the same suite runs in CI (`./dev test`).
+It runs `tests/reliability/` (real gunicorn and uvicorn servers with the Flask and Starlette
+sample apps, apimon shipping to the `apimon.testing` fake collectors over loopback, faults injected
+there) and `tests/thirdparty/` (below), and writes this file from the figures the tests recorded.
+Every test also asserts its own bound, so the same suites run in CI (`./dev test`).
 
 Column meanings: *requests* driven by the test's load generator; *delivered* distinct
 `transaction_id`s the collector received; *lost* (or *lost_uncounted*) events neither delivered
 nor counted under a reason in `apimon.stats()` — the figure that must be zero; *latency_ratio* the
 median request latency with the fault divided by a healthy run measured in the same test.
+
+The *third-party suite* rows (`tests/thirdparty/`, also `./dev thirdparty`) run other projects'
+own test suites from their pinned sdists, once bare and once with apimon injected by a pytest
+plugin (`apimon_shim`: Flask apps' `wsgi_app` wrapped, Starlette's `TestClient` apps wrapped,
+the Django middleware first in `MIDDLEWARE`), without editing their tests. *requests_reached_apimon*
+is counted by the shim itself; each must be a stored event or a counted drop, with nothing
+*unfinished* and no *internal_errors*, and every test that passes bare must pass with apimon but
+those listed with a reason in `tests/thirdparty/run.py` (*tests_differing_as_listed*: Flask's
+`test_app_freed_on_zero_refcount`, which the `app.wsgi_app = Middleware(app.wsgi_app)` idiom fails
+with Werkzeug's own ProxyFix too: the app is freed by the garbage collector, not at once).
 
 Two figures need reading with care. *kill -9*: `SIGKILL` gives no chance to flush, so the calls
 still in the worker's memory (at most `flush_interval`'s worth, `in_memory_at_kill`) are gone;
