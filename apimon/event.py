@@ -13,8 +13,8 @@ from typing import Any
 from apimon import headers as hdr
 from apimon.bodies import Body, classify
 from apimon.config import Config
-from apimon.identity import session_hash, user_from_authorization
-from apimon.ipaddr import client_ip
+from apimon.identity import session_hash, user_from_headers
+from apimon.ipaddr import client_ip, header_values
 from apimon.record import RawCall
 from apimon.tee import BodyTee
 
@@ -146,16 +146,18 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
     resp_headers = hdr.merge(raw.resp_headers)
 
     authorization = req_headers.get("Authorization")
-    user_id = raw.user_id or raw.framework_user or user_from_authorization(authorization)
+    user_id = (
+        raw.user_id
+        or raw.framework_user
+        or user_from_headers(req_headers, config.user_id_headers, config.user_id_claim)
+    )
     session_token = raw.session_token
     if session_token is None:
         credential = authorization or raw.session_cookie
         if credential:
             session_token = session_hash(credential)
 
-    ip = client_ip(
-        req_headers.get("X-Forwarded-For"), req_headers.get("X-Real-Ip"), req_headers.get("Forwarded"), raw.peer
-    )
+    ip = client_ip(header_values(req_headers), raw.peer)
 
     request: dict[str, Any] = {
         "time": iso_ms(raw.start),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 
 _Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -42,28 +42,55 @@ def _is_public(addr: _Addr) -> bool:
     return not any(addr.version == net.version and addr in net for net in _PRIVATE)
 
 
-def _candidates(forwarded_for: str | None, real_ip: str | None, forwarded: str | None) -> Iterator[str]:
-    if forwarded_for:
-        yield from forwarded_for.split(",")
-    if real_ip:
-        yield real_ip
-    if forwarded:
-        for element in forwarded.split(","):
+#: The request headers a client address is read from, in this order (canonical names). CDNs
+#: set their header at the edge from the connection they accepted, replacing whatever the client
+#: sent, so it comes first; X-Forwarded-For is read left to right (the client first, then each
+#: proxy), then the single-address headers of other proxies and load balancers, then RFC 7239's
+#: Forwarded (``for=``). The first public address wins; if there is none, the first valid one;
+#: if none is valid, the peer.
+IP_HEADERS: tuple[str, ...] = (
+    "Cf-Connecting-Ip",  # Cloudflare
+    "True-Client-Ip",  # Akamai, Cloudflare Enterprise
+    "Fastly-Client-Ip",  # Fastly
+    "X-Forwarded-For",
+    "X-Real-Ip",  # nginx
+    "X-Client-Ip",  # Amazon EC2, Heroku and others
+    "X-Cluster-Client-Ip",  # Rackspace, Riverbed Stingray
+    "Forwarded",
+)
+_FORWARDED = len(IP_HEADERS) - 1
+
+
+def _candidates(values: tuple[str | None, ...]) -> Iterator[str]:
+    for at, value in enumerate(values):
+        if not value:
+            continue
+        if at != _FORWARDED:
+            yield from value.split(",")
+            continue
+        for element in value.split(","):
             for pair in element.split(";"):
-                key, _, value = pair.partition("=")
+                key, _, token = pair.partition("=")
                 if key.strip().lower() == "for":
-                    yield value
+                    yield token
+
+
+def header_values(headers: Mapping[str, str]) -> tuple[str | None, ...]:
+    """The :data:`IP_HEADERS` of a canonical header map, for :func:`client_ip`."""
+    get = headers.get
+    return tuple(get(name) for name in IP_HEADERS)
 
 
 @lru_cache(maxsize=4096)
-def client_ip(forwarded_for: str | None, real_ip: str | None, forwarded: str | None, peer: str | None) -> str | None:
-    """First public IP from the proxy headers; else their first valid IP; else the peer; else None.
+def client_ip(values: tuple[str | None, ...], peer: str | None) -> str | None:
+    """First public IP from the proxy headers' ``values`` (:func:`header_values`); else their
+    first valid IP; else the peer; else None.
 
     Invalid values are ignored, never shipped. Memoised: a client sends the same headers call
     after call, and formatting an address alone costs a microsecond.
     """
     first_valid: _Addr | None = None
-    for token in _candidates(forwarded_for, real_ip, forwarded):
+    for token in _candidates(values):
         addr = parse_ip(token)
         if addr is None:
             continue

@@ -126,6 +126,15 @@ def test_set_cookie_twice_is_joined_then_redacted_by_default() -> None:
         ([("Forwarded", 'for="[2001:db8:cafe::17]:4711";proto=https, for=192.0.2.60')], None, "2001:db8:cafe::17"),
         ([("Forwarded", "for=unknown;by=x, for=8.8.8.8")], None, "8.8.8.8"),
         ([("X-Forwarded-For", "169.254.1.1, fe80::1")], "127.0.0.1", "169.254.1.1"),
+        # CDN headers come before X-Forwarded-For, which a client can fill in itself.
+        ([("X-Forwarded-For", "6.6.6.6, 8.8.8.8"), ("CF-Connecting-IP", "8.8.8.8")], None, "8.8.8.8"),
+        ([("X-Forwarded-For", "6.6.6.6"), ("True-Client-IP", "9.9.9.9")], None, "9.9.9.9"),
+        ([("X-Forwarded-For", "6.6.6.6"), ("Fastly-Client-IP", "1.0.0.1")], None, "1.0.0.1"),
+        ([("CF-Connecting-IP", "10.0.0.7"), ("X-Forwarded-For", "1.1.1.1")], None, "1.1.1.1"),
+        ([("CF-Connecting-IP", "not-an-ip"), ("X-Real-IP", "10.9.9.9")], "8.8.8.8", "10.9.9.9"),
+        ([("X-Client-IP", "4.4.4.4")], "127.0.0.1", "4.4.4.4"),
+        ([("X-Cluster-Client-IP", "5.5.5.5"), ("Forwarded", "for=7.7.7.7")], None, "5.5.5.5"),
+        ([("X-Real-IP", "10.0.0.2"), ("X-Client-IP", "2.2.2.2")], None, "2.2.2.2"),
         ([], "::ffff:8.8.8.8", "8.8.8.8"),
         ([], "not-an-ip", None),
         ([], None, None),
@@ -292,6 +301,44 @@ def test_user_from_bearer_jwt_sub_and_session_is_hash() -> None:
 
     assert event["session_token"] == "sha256:" + hashlib.sha256(auth.encode()).hexdigest()[:32]
     assert auth not in str(event)  # the raw credential never leaves the process
+
+
+@pytest.mark.parametrize(
+    ("options", "headers", "expected"),
+    [
+        # user_id_headers: the first of the named headers present is read, in the order given.
+        ({"user_id_headers": ["X-Api-Key", "Authorization"]}, [("X-Api-Key", _jwt(b'{"sub": "k-1"}'))], "k-1"),
+        (
+            {"user_id_headers": "x-api-key, authorization"},
+            [("Authorization", "Bearer " + _jwt(b'{"sub": "a-1"}'))],
+            "a-1",
+        ),
+        (
+            {"user_id_headers": ["X-Api-Key", "Authorization"]},
+            [("X-Api-Key", "Bearer " + _jwt(b'{"sub": "k-2"}')), ("Authorization", "Bearer " + _jwt(b'{"sub": "a"}'))],
+            "k-2",
+        ),
+        # A header that is not a credential apimon can read gives no user (a plain API key).
+        ({"user_id_headers": ["X-Api-Key"]}, [("X-Api-Key", "sk_live_abc123")], None),
+        ({"user_id_headers": ["X-Api-Key"]}, [("Authorization", "Bearer " + _jwt(b'{"sub": "a"}'))], None),
+        # user_id_claim: another claim, a dotted path into nested claims, a number.
+        ({"user_id_claim": "uid"}, [("Authorization", "Bearer " + _jwt(b'{"sub": "s", "uid": "u-9"}'))], "u-9"),
+        ({"user_id_claim": "user.id"}, [("Authorization", "Bearer " + _jwt(b'{"user": {"id": 77}}'))], "77"),
+        ({"user_id_claim": "user.id"}, [("Authorization", "Bearer " + _jwt(b'{"user.id": "flat"}'))], "flat"),
+        ({"user_id_claim": "user.id"}, [("Authorization", "Bearer " + _jwt(b'{"user": "x"}'))], None),
+        ({"user_id_claim": "uid"}, [("Authorization", "Bearer " + _jwt(b'{"uid": true}'))], None),
+        ({"user_id_claim": "uid"}, [("Authorization", "Basic " + base64.b64encode(b"bob:pw").decode())], "bob"),
+    ],
+)
+def test_user_id_source_options(options: dict[str, Any], headers: list[tuple[str, str]], expected: str | None) -> None:
+    event = build(make_raw(req_headers=headers), **options)
+    assert event.get("user_id") == expected
+
+
+@pytest.mark.parametrize("bad", [[], [""], "", " , ", [1]])
+def test_user_id_headers_must_name_a_header(bad: Any) -> None:
+    with pytest.raises(ValueError, match="user_id_headers"):
+        Config.from_options(user_id_headers=bad)
 
 
 def test_user_from_basic_auth() -> None:
