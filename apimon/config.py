@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from apimon.headers import canonical
+
 DEFAULT_REDACT_HEADERS: tuple[str, ...] = (
     "authorization",
     "proxy-authorization",
@@ -75,6 +77,10 @@ class Config:
     get_session_token: Hook | None = None
     get_metadata: Hook | None = None
     api_version: str | Hook | None = None
+    # Where the built-in detection reads the user from (CONTRACT 2.4): the first of these request
+    # headers present (canonical names), and the JWT claim (a dotted path for nested claims).
+    user_id_headers: tuple[str, ...] = ("Authorization",)
+    user_id_claim: str = "sub"
     mask_event: Hook | None = None
     batch_size: int = 100
     max_batch_bytes: int = 5_000_000
@@ -206,6 +212,13 @@ def _coerce(name: str, raw: Any) -> Any:
         if not (isinstance(raw, str) or callable(raw)):
             raise ValueError("apimon: option api_version must be a string or a callable")
         return raw
+    if name == "user_id_headers":
+        # A list of names, or one string with names separated by commas (as Moesif's
+        # AUTHORIZATION_HEADER_NAME takes them).
+        names = raw.split(",") if isinstance(raw, str) else raw
+        if not all(isinstance(x, str) for x in names) or not [x for x in names if x.strip()]:
+            raise ValueError(f"apimon: option {name} must name at least one header")
+        return tuple(canonical(x.strip()) for x in names if x.strip())
     if name in ("redact_headers", "redact_body_fields"):
         if isinstance(raw, str) or not all(isinstance(x, str) for x in raw):
             raise ValueError(f"apimon: option {name} must be a list of strings")

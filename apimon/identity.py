@@ -1,4 +1,5 @@
-"""Who made the call (CONTRACT 2.4): user from a Bearer JWT ``sub`` or Basic auth, and a session
+"""Who made the call (CONTRACT 2.4): user from a Bearer JWT claim (``sub`` by default) or Basic
+auth, read from the ``Authorization`` header or the headers ``user_id_headers`` names, and a session
 token that is a hash of the credential, so the raw secret never leaves the process.
 """
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Mapping
 
 import orjson
 
@@ -16,18 +18,37 @@ def session_hash(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
+def user_from_headers(headers: Mapping[str, str], names: tuple[str, ...], claim: str = "sub") -> str | None:
+    """The user of the first of ``names`` (canonical header names, in order) present in
+    ``headers``: see :func:`user_from_credential`."""
+    for name in names:
+        value = headers.get(name)
+        if value:
+            return user_from_credential(value, claim)
+    return None
+
+
+def user_from_credential(value: str | None, claim: str = "sub") -> str | None:
+    """The ``claim`` of a Bearer JWT (not verified; a dotted path such as ``user.id`` reaches into
+    nested objects), else the Basic-auth user name; a header holding a bare JWT (no scheme, as
+    some APIs send in ``X-Api-Key``) gives its claim too. Anything else: None."""
+    if not value:
+        return None
+    scheme, _, credentials = value.strip().partition(" ")
+    lowered = scheme.lower()
+    credentials = credentials.strip()
+    if lowered == "bearer":
+        return _jwt_claim(credentials, claim)
+    if lowered == "basic":
+        return _basic_user(credentials)
+    if not credentials and scheme.count(".") == 2:
+        return _jwt_claim(scheme, claim)
+    return None
+
+
 def user_from_authorization(authorization: str | None) -> str | None:
     """The ``sub`` claim of a Bearer JWT (not verified), else the Basic-auth user name, else None."""
-    if not authorization:
-        return None
-    scheme, _, credentials = authorization.strip().partition(" ")
-    scheme = scheme.lower()
-    credentials = credentials.strip()
-    if scheme == "bearer":
-        return _jwt_subject(credentials)
-    if scheme == "basic":
-        return _basic_user(credentials)
-    return None
+    return user_from_credential(authorization)
 
 
 def _b64decode(text: str, urlsafe: bool) -> bytes | None:
@@ -40,7 +61,7 @@ def _b64decode(text: str, urlsafe: bool) -> bytes | None:
         return None
 
 
-def _jwt_subject(token: str) -> str | None:
+def _jwt_claim(token: str, claim: str) -> str | None:
     parts = token.split(".")
     if len(parts) != 3 or len(parts[1]) > 8192:
         return None
@@ -53,11 +74,19 @@ def _jwt_subject(token: str) -> str | None:
         return None
     if not isinstance(claims, dict):
         return None
-    sub = claims.get("sub")
-    if isinstance(sub, str) and sub:
-        return sub
-    if isinstance(sub, int) and not isinstance(sub, bool):
-        return str(sub)
+    if claim in claims:
+        value = claims[claim]
+    else:
+        # A dotted path (``user.id``) into nested claims; a claim named with the dots wins.
+        value = claims
+        for key in claim.split("."):
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return None
 
 
