@@ -20,6 +20,10 @@ from apimon.config import Config
 from apimon.counters import Counters
 from apimon.event import transaction_ids
 from apimon.flusher import Flusher
+from apimon.governance.fields import RequestFields
+from apimon.governance.gate import Governor
+from apimon.governance.rules import RuleSet
+from apimon.identity import user_from_headers
 from apimon.outbox import OutboxShipper
 from apimon.overload import OverloadSampler
 from apimon.pipeline import Pipeline
@@ -41,9 +45,21 @@ class Client:
         #: Bytes held by the queue and the senders' backlogs (``max_queue_bytes``).
         self.budget = Budget(config.max_queue_bytes)
         # ``sinks`` replaces the configured ones (custom destinations, tests).
-        built = assemble(config, self.counters, self.budget) if sinks is None else Assembly(list(sinks))
+        #: Moesif's governance rules in force (an immutable snapshot the request path reads
+        #: without a lock); None when there are none, which is all an adapter then checks.
+        self.rules: RuleSet | None = None
+        self.governor = Governor(config, self.counters, self._identify_early)
+        built = (
+            assemble(config, self.counters, self.budget, on_rules=self._set_rules)
+            if sinks is None
+            else Assembly(list(sinks))
+        )
         self.sinks: list[Sink] = built.sinks
         self.shippers: list[OutboxShipper] = built.shippers
+        self.remote = built.remote
+        if self.remote is not None:
+            # Moesif's config and rules, fetched in the background: never blocks start-up.
+            self.remote.start()
         self.pipeline = Pipeline(config, self.counters, self.sinks)
         self.overload = OverloadSampler(self._pressure, enabled=config.samples_overload)
         for shipper in self.shippers:
@@ -97,6 +113,28 @@ class Client:
             sink.after_fork()
         for shipper in self.shippers:
             shipper.after_fork()
+        if self.remote is not None:
+            self.remote.start()
+
+    def _set_rules(self, rules: RuleSet | None) -> None:
+        self.rules = rules if self.config.governs else None
+
+    def _identify_early(
+        self, raw: RawCall, native: Any, fields: RequestFields, want_user: bool, want_company: bool
+    ) -> tuple[str | None, str | None]:
+        """The user and company before the app runs, for user and company rules: the hooks (with
+        a response view that has no status or headers yet), then the built-in detection."""
+        config = self.config
+        user = company = None
+        if want_user or want_company:
+            request, response = RequestView(raw, native), ResponseView(raw, None)
+            if want_user and config.identify_user is not None:
+                user = self._call_str("identify_user", config.identify_user, request, response)
+            if want_company and config.identify_company is not None:
+                company = self._call_str("identify_company", config.identify_company, request, response)
+        if want_user and user is None:
+            user = user_from_headers(fields.headers(), config.user_id_headers, config.user_id_claim)
+        return user, company
 
     def _pressure(self) -> float:
         """How far behind the pipeline is, 0 to 1: the fullest of the queue (by count), the byte
@@ -239,6 +277,8 @@ class Client:
                 sink.close()
             except Exception:
                 log_once(f"close-{sink.name}", "apimon: closing the %s sink failed", sink.name, exc_info=True)
+        if self.remote is not None:
+            self.remote.close()
         return done
 
     def _unfinished(self) -> int:

@@ -81,6 +81,8 @@ class Config:
     # headers present (canonical names), and the JWT claim (a dotted path for nested claims).
     user_id_headers: tuple[str, ...] = ("Authorization",)
     user_id_claim: str = "sub"
+    # Moesif's governance rules (apimon.governance): None is on when Moesif is (False: off).
+    governance: bool | None = None
     mask_event: Hook | None = None
     batch_size: int = 100
     max_batch_bytes: int = 5_000_000
@@ -119,6 +121,11 @@ class Config:
         if not self.remote_enabled or self.durable:
             return "apimon.db"
         return None
+
+    @property
+    def governs(self) -> bool:
+        """Whether Moesif's governance rules are fetched and applied (``governance``)."""
+        return self.moesif_enabled and self.governance is not False
 
     @property
     def samples_overload(self) -> bool:
@@ -177,7 +184,7 @@ _ENV: dict[str, str] = {
     "debug": "APIMON_DEBUG",
 }
 
-_BOOLS = {"moengage_bulk", "durable", "enabled", "log_body", "debug", "overload_sampling"}
+_BOOLS = {"moengage_bulk", "durable", "enabled", "log_body", "debug", "overload_sampling", "governance"}
 _HOOKS = {"skip", "identify_user", "identify_company", "get_session_token", "get_metadata", "mask_event"}
 _POSITIVE_INTS = {
     "max_body_bytes": (0, 1 << 30),

@@ -26,6 +26,11 @@ NAMES: tuple[str, ...] = (
     "dropped_error",
     "hook_errors",
     "internal_errors",
+    # Moesif's governance and sampling rules (apimon.governance, apimon.sinks.moesif_config).
+    "governance_blocked",
+    "governance_headers",
+    "rules_skipped",
+    "rules_fetch_failed",
 )
 
 # Reasons an event that was captured did not reach a sink; with ``queued`` (still in memory) and

@@ -227,6 +227,8 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
         metadata["apimon"] = {**existing, **apimon_meta} if isinstance(existing, dict) else apimon_meta
     if metadata:
         event["metadata"] = metadata
+    if raw.blocked_by:
+        event["blocked_by"] = raw.blocked_by
     if raw.weight is not None:
         event["weight"] = raw.weight
     return event

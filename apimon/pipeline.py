@@ -123,6 +123,7 @@ class Pipeline:
             company_id if isinstance(company_id, str) else None,
             raw.request_bytes,
             raw.response_bytes,
+            event["request"].get("ip_address") if isinstance(event.get("request"), dict) else None,
         )
 
     def _event(self, raw: RawCall, check_depth: bool) -> dict[str, Any] | None:

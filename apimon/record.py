@@ -45,6 +45,8 @@ class RawCall:
     error: str | None = None
     # Why the response ended before its last byte (``apimon.tee.CLOSED``, ``RELEASED``, ``UNENDED``).
     incomplete: str | None = None
+    # The id of the governance rule that answered this call instead of the app.
+    blocked_by: str | None = None
     weight: int | None = None
     # A body that arrived in one piece within the cap, kept as the app's own bytes object (no
     # copy, and no BodyTee on the request path or later: the event builder reads it as it is).
@@ -141,6 +143,14 @@ class RawCall:
     def response_bytes(self) -> int:
         """How many bytes of response body passed (all of it, kept or not)."""
         return _body_size(self.resp_whole, self.resp_body)
+
+    def keep_request(self, body: bytes, cap: int) -> None:
+        """Record a request body read whole before the app ran (for governance rules)."""
+        if len(body) <= cap:
+            self.req_whole = bytes(body)
+        else:
+            tee = self.req_body = BodyTee(cap)
+            tee.size, tee.complete = len(body), True
 
     def keep_response(self, body: bytes, cap: int) -> None:
         """Record a complete response body that came in one piece: the app's bytes object itself

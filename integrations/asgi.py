@@ -22,6 +22,8 @@ from urllib.parse import quote
 
 import apimon
 from apimon.client import Client
+from apimon.governance.gate import content_length, with_headers_bytes
+from apimon.governance.rules import Decision, RuleSet
 from apimon.record import RawCall
 from apimon.tee import UNENDED, BodyTee
 from apimon.types import ASGIApp, Message, Receive, Scope, Send
@@ -108,13 +110,21 @@ class ApimonMiddleware:
         if client is None or not client.config.enabled:
             await self.app(scope, receive, send)
             return
+        decision = None
         try:
             raw = RawCall.deferred(dict(scope), self._resolve, time.time())
+            # Moesif's governance rules, when there are any: decided before the app runs.
+            rules = client.rules
+            if rules is not None:
+                decision, receive = await _govern(client, rules, raw, scope, receive)
             admitted = client.admit_all or client.admit(raw, scope)
         except Exception:
             client.counters.incr("internal_errors")
             admitted = False
         if not admitted:
+            if decision is not None:
+                await _uncaptured(self.app, decision, scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         client.started()
@@ -161,6 +171,8 @@ class ApimonMiddleware:
                         finish()
                     return
             elif kind == "http.response.start":
+                if decision is not None and decision.headers:
+                    message = {**message, "headers": with_headers_bytes(message.get("headers") or [], decision.headers)}
                 raw.status = message["status"]
                 raw.resp_headers = message.get("headers") or []
             await send(message)
@@ -183,9 +195,10 @@ class ApimonMiddleware:
                     tee.complete = True
             return message
 
+        app = self.app if decision is None or decision.blocked_by is None else _answer(decision)
         try:
             # Bodies are teed lazily, at their first bytes: a GET costs no buffers.
-            await self.app(scope, receive_tee if log_body else receive, send_tee)
+            await app(scope, receive_tee if log_body else receive, send_tee)
         except BaseException as exc:
             finish(exc)
             raise
@@ -204,6 +217,65 @@ class ApimonMiddleware:
             await send(message)
 
         return lifespan_send
+
+
+async def _govern(
+    client: Client, rules: RuleSet, raw: RawCall, scope: Scope, receive: Receive
+) -> tuple[Decision | None, Receive]:
+    """The rules' decision, and the ``receive`` the app is to read the request body from: when a
+    rule reads the JSON body, its messages are taken now and handed to the app as they came."""
+    body = None
+    if rules.needs_body:
+        content_type = length = None
+        for name, value in scope.get("headers") or ():
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                length = content_length(value)
+        if client.governor.wants_body(rules, content_type, length):
+            taken: list[Message] = []
+            parts = []
+            while True:
+                message = await receive()
+                taken.append(message)
+                if message["type"] != "http.request":
+                    break
+                parts.append(bytes(message.get("body", b"")))
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(parts)
+            inner = receive
+
+            async def replay() -> Message:
+                return taken.pop(0) if taken else await inner()
+
+            receive = replay
+    return client.governor.decide(rules, raw, scope, body), receive
+
+
+def _answer(decision: Decision) -> ASGIApp:
+    """An ASGI app that answers as the blocking rule says, in place of the app."""
+
+    async def blocked(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(n.lower().encode("latin-1"), v.encode("latin-1", "replace")) for n, v in decision.header_pairs()]
+        await send({"type": "http.response.start", "status": decision.status, "headers": headers})
+        await send({"type": "http.response.body", "body": decision.body})
+
+    return blocked
+
+
+async def _uncaptured(app: ASGIApp, decision: Decision, scope: Scope, receive: Receive, send: Send) -> None:
+    """A call the rules govern but apimon does not capture (sampled out, skipped)."""
+    if decision.blocked_by is not None:
+        await _answer(decision)(scope, receive, send)
+        return
+
+    async def with_rule_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": with_headers_bytes(message.get("headers") or [], decision.headers)}
+        await send(message)
+
+    await app(scope, receive, with_rule_headers)
 
 
 async def _flush_off_the_loop(client: Client) -> None:

@@ -23,7 +23,7 @@ try:
     from django.apps import apps
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
-    from django.http import HttpRequest, HttpResponseBase
+    from django.http import HttpRequest, HttpResponse, HttpResponseBase
     from django.utils.functional import LazyObject, empty
     from django.utils.module_loading import import_string
 except ImportError as exc:  # pragma: no cover - exercised only without Django
@@ -32,6 +32,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django
 import apimon
 from apimon.client import Client
 from apimon.environ import resolve_environ
+from apimon.governance.gate import content_length
+from apimon.governance.rules import Decision, RuleSet
 from apimon.record import RawCall
 from apimon.tee import AsyncTeeIterator, BodyTee, TeeIterator, TeeReader
 
@@ -69,12 +71,18 @@ def _header_pairs(response: HttpResponseBase) -> list[tuple[str | bytes, str | b
 
 
 class _State:
-    __slots__ = ("client", "raw", "reader")
+    """One call's state between the middleware's two halves. ``raw`` is None for a call the rules
+    govern that apimon does not capture."""
 
-    def __init__(self, client: Client, raw: RawCall, reader: TeeReader | None) -> None:
+    __slots__ = ("client", "raw", "reader", "decision")
+
+    def __init__(
+        self, client: Client, raw: RawCall | None, reader: TeeReader | None, decision: Decision | None = None
+    ) -> None:
         self.client = client
         self.raw = raw
         self.reader = reader
+        self.decision = decision
 
 
 class ApimonMiddleware:
@@ -113,6 +121,9 @@ class ApimonMiddleware:
         state = self._begin(request)
         if state is None:
             return self.get_response(request)
+        decision = state.decision
+        if decision is not None and decision.blocked_by is not None:
+            return self._answer(state, request, decision)
         try:
             response = self.get_response(request)
         except BaseException as exc:
@@ -124,12 +135,22 @@ class ApimonMiddleware:
         state = self._begin(request)
         if state is None:
             return await self.get_response(request)
+        decision = state.decision
+        if decision is not None and decision.blocked_by is not None:
+            return self._answer(state, request, decision)
         try:
             response = await self.get_response(request)
         except BaseException as exc:
             self._failed(state, request, exc)
             raise
         return self._responded(state, request, response)
+
+    def _answer(self, state: _State, request: HttpRequest, decision: Decision) -> HttpResponse:
+        """The blocking rule's response, in place of the app's (captured as any response)."""
+        response = HttpResponse(decision.body, status=decision.status)
+        for name, value in decision.header_pairs():
+            response[name] = value
+        return self._responded(state, request, response) if state.raw is not None else response
 
     def _begin(self, request: HttpRequest) -> _State | None:
         client = apimon._client
@@ -145,14 +166,20 @@ class ApimonMiddleware:
                     source["RAW_URI"] = raw_path.decode("latin-1")
                 source["wsgi.url_scheme"] = scope.get("scheme") or "http"
             raw = RawCall.deferred(source, self._resolve, time.time())
+            # Moesif's governance rules, when there are any: decided before the view runs.
+            rules = client.rules
+            decision = None if rules is None else self._govern(client, rules, raw, request)
             if not (client.admit_all or client.admit(raw, request)):
-                return None
+                # Governed but not captured (sampled out, skipped): no event, the rules still apply.
+                return None if decision is None else _State(client, None, None, decision)
             reader = None
             config = client.config
             if config.log_body:
                 reader = self._tee_request(request, raw, config.max_body_bytes)
+                if reader is None and decision is not None and getattr(request, "_body", None) is not None:
+                    raw.keep_request(request._body, config.max_body_bytes)  # read for the rules
             client.started()
-            return _State(client, raw, reader)
+            return _State(client, raw, reader, decision)
         except Exception:
             client.counters.incr("internal_errors")
             return None
@@ -176,14 +203,37 @@ class ApimonMiddleware:
 
     def _failed(self, state: _State, request: HttpRequest, exc: BaseException) -> None:
         raw = state.raw
+        if raw is None:
+            return
         raw.status = 500
         raw.error = type(exc).__name__
         raw.end = time.time()
         self._finish(state, request, None)
 
+    @staticmethod
+    def _govern(client: Client, rules: RuleSet, raw: RawCall, request: HttpRequest) -> Decision | None:
+        body = None
+        meta = request.META
+        length = content_length(meta.get("CONTENT_LENGTH"))
+        if client.governor.wants_body(rules, meta.get("CONTENT_TYPE"), length):
+            try:
+                body = request.body  # Django keeps it: the view reads the same bytes
+            except Exception:
+                body = None
+        return client.governor.decide(rules, raw, request, body)
+
     def _responded(self, state: _State, request: HttpRequest, response: HttpResponseBase) -> Any:
+        decision = state.decision
+        if decision is not None and decision.headers and decision.blocked_by is None:
+            try:
+                for name, value in decision.headers.items():
+                    response[name] = value
+            except Exception:
+                state.client.counters.incr("internal_errors")
+        raw = state.raw
+        if raw is None:
+            return response
         try:
-            raw = state.raw
             raw.status = response.status_code
             headers = _header_pairs(response)
             headers += [("Set-Cookie", morsel.OutputString()) for morsel in response.cookies.values()]
@@ -216,6 +266,8 @@ class ApimonMiddleware:
 
     def _finish(self, state: _State, request: HttpRequest, response: HttpResponseBase | None) -> None:
         raw = state.raw
+        if raw is None:
+            return
         try:
             if state.reader is not None:
                 state.reader.finish(state.client.config.max_body_bytes)

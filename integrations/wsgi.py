@@ -14,12 +14,16 @@ Wrapping a Flask app's ``wsgi_app`` also records each call's route template (``/
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import apimon
+from apimon.client import Client
 from apimon.environ import resolve_environ
+from apimon.governance.gate import content_length, status_line, with_headers
+from apimon.governance.rules import Decision, RuleSet
 from apimon.record import RawCall
 from apimon.tee import BodyTee, SizedTeeIterator, TeeIterator, TeeReader
 
@@ -55,12 +59,17 @@ class ApimonMiddleware:
             # it would have every queued call hold its body twice; the tee holds what is kept).
             source.pop("wsgi.input", None)
             raw = RawCall.deferred(source, self._resolve, time.time())
+            # Moesif's governance rules, when there are any: decided before the app runs.
+            rules = client.rules
+            decision = None if rules is None else _govern(client, rules, raw, environ)
             # Without sampling or a skip hook every call is admitted: no call needed.
             admitted = client.admit_all or client.admit(raw, environ)
         except Exception:
             client.counters.incr("internal_errors")
-            admitted = False
+            admitted, decision = False, None
         if not admitted:
+            if decision is not None:
+                return _uncaptured(self.app, decision, environ, start_response)
             return self.app(environ, start_response)
         client.started()
 
@@ -83,6 +92,8 @@ class ApimonMiddleware:
                 environ["wsgi.input"] = reader
 
         def _start_response(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> Any:
+            if decision is not None and decision.headers:
+                headers = with_headers(headers, decision.headers)
             try:
                 raw.status = int(status[:3])
             except ValueError:
@@ -117,8 +128,9 @@ class ApimonMiddleware:
                 raw.route = route
             client.complete(raw, environ)
 
+        app = self.app if decision is None or decision.blocked_by is None else _answer(decision)
         try:
-            inner = self.app(environ, _start_response)
+            inner = app(environ, _start_response)
         except BaseException as exc:
             raw.status = 500
             raw.error = type(exc).__name__
@@ -127,6 +139,39 @@ class ApimonMiddleware:
             raise
         cls = SizedTeeIterator if isinstance(inner, (list, tuple)) else TeeIterator  # noqa: UP038
         return cls(inner, raw, _on_end, cap)
+
+
+def _govern(client: Client, rules: RuleSet, raw: RawCall, environ: WSGIEnvironment) -> Decision | None:
+    body = None
+    length = content_length(environ.get("CONTENT_LENGTH"))
+    if client.governor.wants_body(rules, environ.get("CONTENT_TYPE"), length) and length is not None:
+        # A rule reads the JSON body: read it now and hand the app the same bytes.
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+    return client.governor.decide(rules, raw, environ, body)
+
+
+def _answer(decision: Decision) -> WSGIApplication:
+    """A WSGI app that answers as the blocking rule says, in place of the app."""
+
+    def blocked(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response(status_line(decision.status), decision.header_pairs())
+        return [decision.body]
+
+    return blocked
+
+
+def _uncaptured(
+    app: WSGIApplication, decision: Decision, environ: WSGIEnvironment, start_response: StartResponse
+) -> Iterable[bytes]:
+    """A call the rules govern but apimon does not capture (sampled out, skipped)."""
+    if decision.blocked_by is not None:
+        return _answer(decision)(environ, start_response)
+
+    def with_rule_headers(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> Any:
+        return start_response(status, with_headers(headers, decision.headers), exc_info)
+
+    return app(environ, with_rule_headers)
 
 
 RouteAtStart = Callable[[dict[str, Any]], "str | None"]

@@ -40,6 +40,7 @@ class Item:
     company_id: str | None
     request_bytes: int = 0
     response_bytes: int = 0
+    ip_address: str | None = None  # for Moesif's regex sampling rules
 
     @property
     def event(self) -> dict[str, Any]:

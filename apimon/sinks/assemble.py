@@ -13,10 +13,12 @@ from apimon._guard import logger
 from apimon.budget import Budget
 from apimon.config import Config
 from apimon.counters import Counters
+from apimon.governance.rules import RuleSet
 from apimon.outbox import OutboxShipper
 from apimon.sinks import Sink
 from apimon.sinks.moengage import MoEngageSink
 from apimon.sinks.moesif import MoesifSink
+from apimon.sinks.moesif_config import MoesifRemoteConfig
 from apimon.sinks.store import StoreSink
 from apimon.sinks.threaded import ThreadedSink
 from apimon.store import SHIPPED_MOENGAGE, SHIPPED_MOESIF, Store
@@ -24,19 +26,32 @@ from apimon.store import SHIPPED_MOENGAGE, SHIPPED_MOESIF, Store
 
 @dataclass
 class Assembly:
-    """What :func:`assemble` built: the sinks the flusher feeds, and the outbox shippers."""
+    """What :func:`assemble` built: the sinks the flusher feeds, the outbox shippers, and the
+    fetcher of Moesif's config and rules (sampling and governance) when Moesif is on."""
 
     sinks: list[Sink]
     shippers: list[OutboxShipper] = field(default_factory=list)
+    remote: MoesifRemoteConfig | None = None
 
 
-def assemble(config: Config, counters: Counters, budget: Budget) -> Assembly:
-    """The sinks for ``config``; raises ``ValueError`` when nothing would be recorded."""
+def assemble(
+    config: Config,
+    counters: Counters,
+    budget: Budget,
+    on_rules: Callable[[RuleSet | None], None] | None = None,
+) -> Assembly:
+    """The sinks for ``config``; raises ``ValueError`` when nothing would be recorded.
+    ``on_rules`` gets each new snapshot of Moesif's governance rules (``governance``)."""
+    remote = None
+    if config.moesif_enabled:
+        remote = MoesifRemoteConfig(config, counters, on_rules, governance=config.governs)
     if config.durable and config.remote_enabled:
-        return _outbox(config, counters)
+        built = _outbox(config, counters, remote)
+        built.remote = remote
+        return built
     sinks: list[Sink] = []
     # Remote sinks run on senders of their own: one slow destination never holds up another.
-    for make in _remotes(config):
+    for make in _remotes(config, remote):
         sinks.append(
             ThreadedSink(
                 make,
@@ -66,19 +81,19 @@ def assemble(config: Config, counters: Counters, budget: Budget) -> Assembly:
             "apimon: store='off' and no Moesif or MoEngage credentials: nothing would be recorded"
             " (use enabled=False to turn capture off)"
         )
-    return Assembly(sinks)
+    return Assembly(sinks, remote=remote)
 
 
-def _remotes(config: Config) -> list[Callable[[threading.Event], Sink]]:
+def _remotes(config: Config, remote: MoesifRemoteConfig | None) -> list[Callable[[threading.Event], Sink]]:
     makers: list[Callable[[threading.Event], Sink]] = []
     if config.moesif_enabled:
-        makers.append(lambda stop: MoesifSink(config, stop))
+        makers.append(lambda stop: MoesifSink(config, stop, remote))
     if config.moengage_enabled:
         makers.append(lambda stop: MoEngageSink(config, stop))
     return makers
 
 
-def _outbox(config: Config, counters: Counters) -> Assembly:
+def _outbox(config: Config, counters: Counters, remote: MoesifRemoteConfig | None) -> Assembly:
     """Durable: the store is the only sink the flusher feeds; each destination ships from it."""
     path = config.store_path
     assert path is not None
@@ -86,7 +101,7 @@ def _outbox(config: Config, counters: Counters) -> Assembly:
     shipping = dataclasses.replace(config, retry_deadline=min(config.retry_deadline, 10.0))
     remotes: list[tuple[int, Callable[[threading.Event], Sink]]] = []
     if config.moesif_enabled:
-        remotes.append((SHIPPED_MOESIF, lambda stop: MoesifSink(shipping, stop)))
+        remotes.append((SHIPPED_MOESIF, lambda stop: MoesifSink(shipping, stop, remote)))
     if config.moengage_enabled:
         remotes.append((SHIPPED_MOENGAGE, lambda stop: MoEngageSink(shipping, stop)))
     shippers = []

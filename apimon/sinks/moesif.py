@@ -1,12 +1,11 @@
 """The Moesif sink (CONTRACT 3.1): gzip JSON arrays to ``/v1/events/batch``, users and companies
-batches, and Moesif's dynamic sampling from ``/v1/config``."""
+batches, and Moesif's dynamic sampling (the rates :mod:`apimon.sinks.moesif_config` fetches)."""
 
 from __future__ import annotations
 
 import functools
 import random
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,34 +16,12 @@ from apimon.compress import gzip_compress
 from apimon.config import Config
 from apimon.event import iso_ms
 from apimon.sinks import Item, Outcome, Part, Sink, send_parts
-from apimon.transport import Gate, NetworkError, RetryPolicy, Transport, send_with_retries
+from apimon.sinks.moesif_config import MoesifRemoteConfig, Sampling
+from apimon.transport import Gate, RetryPolicy, Transport, send_with_retries
 
 MAX_REQUEST_BYTES = 12 * 1024 * 1024  # the seed's limit for one batch, uncompressed
-CONFIG_REFRESH = 300.0
-
-
-class Sampling:
-    """Moesif's dynamic sampling rules, as percentages from ``/v1/config``."""
-
-    def __init__(self) -> None:
-        self.rate = 100.0
-        self.users: dict[str, float] = {}
-        self.companies: dict[str, float] = {}
-
-    def update(self, config: dict[str, Any]) -> None:
-        rate = config.get("sample_rate", 100)
-        self.rate = float(rate) if isinstance(rate, int | float) else 100.0
-        users, companies = config.get("user_sample_rate"), config.get("company_sample_rate")
-        self.users = {str(k): float(v) for k, v in users.items()} if isinstance(users, dict) else {}
-        self.companies = {str(k): float(v) for k, v in companies.items()} if isinstance(companies, dict) else {}
-
-    def percent_for(self, user_id: str | None, company_id: str | None) -> float:
-        # Moesif's precedence: user, then company, then the app-wide rate.
-        if user_id is not None and user_id in self.users:
-            return self.users[user_id]
-        if company_id is not None and company_id in self.companies:
-            return self.companies[company_id]
-        return self.rate
+#: Longest wait of a sender's first batch for Moesif's sampling rates.
+FIRST_CONFIG_WAIT = 5.0
 
 
 class MoesifSink(Sink):
@@ -54,7 +31,7 @@ class MoesifSink(Sink):
     name = "moesif"
     counter = "sent"
 
-    def __init__(self, config: Config, stop: threading.Event) -> None:
+    def __init__(self, config: Config, stop: threading.Event, remote: MoesifRemoteConfig | None = None) -> None:
         assert config.moesif_application_id
         self.config = config
         self.stop = stop
@@ -67,10 +44,15 @@ class MoesifSink(Sink):
         )
         self.policy = RetryPolicy(deadline=config.retry_deadline)
         self.gate = Gate(stop)
-        self._config_lock = threading.Lock()
-        self.sampling = Sampling()
-        self._etag: str | None = None
-        self._config_due = 0.0  # fetched on the worker's first batch, never on the request path
+        # Moesif's config (sampling) and rules, fetched on a thread of their own; shared with the
+        # request path's governance when the client made it, else this sink's own.
+        self._owns_remote = remote is None
+        self.remote = remote or MoesifRemoteConfig(config)
+        self._first_plan = True
+
+    @property
+    def sampling(self) -> Sampling:
+        return self.remote.sampling
 
     # -- events -------------------------------------------------------------------------------
 
@@ -80,7 +62,11 @@ class MoesifSink(Sink):
     def plan(self, batch: Sequence[Item]) -> tuple[Outcome, list[Part]]:
         """Sampling, then one ``/v1/events/batch`` request per run of at most
         ``max_batch_events`` events and ``max_batch_bytes`` (and Moesif's 12 MB)."""
-        self._maybe_refresh_config()
+        self.remote.start()
+        if self._first_plan:
+            # The first batch waits (off the request path) for Moesif's sampling rates.
+            self._first_plan = False
+            self.remote.wait_first(FIRST_CONFIG_WAIT)
         outcome = Outcome()
         kept = self._sample(batch, outcome)
         max_events = max(self.config.batch_size, self.config.max_batch_events)
@@ -100,11 +86,12 @@ class MoesifSink(Sink):
         return outcome, parts
 
     def _sample(self, batch: Sequence[Item], outcome: Outcome) -> list[Item]:
-        if self.sampling.rate >= 100 and not self.sampling.users and not self.sampling.companies:
+        sampling = self.sampling
+        if sampling.keeps_everything:
             return list(batch)
         kept = []
         for item in batch:
-            percent = self.sampling.percent_for(item.user_id, item.company_id)
+            percent = sampling.percent_for(item)
             if percent >= 100:
                 kept.append(item)
             elif percent > 0 and random.random() * 100 < percent:
@@ -126,9 +113,7 @@ class MoesifSink(Sink):
         response = result.response
         if response is not None and response.status < 300:
             outcome.delivered += len(items)
-            etag = response.headers.get("x-moesif-config-etag")
-            if etag and etag != self._etag:
-                self._config_due = 0.0
+            self.remote.etag_seen(response.headers.get("x-moesif-config-etag"))
             return outcome
         if response is not None and response.status == 413 and len(items) > 1:
             half = len(items) // 2
@@ -165,36 +150,6 @@ class MoesifSink(Sink):
         )
         return Outcome(failed=len(items), retried=result.retries)
 
-    # -- dynamic sampling ---------------------------------------------------------------------
-
-    def _maybe_refresh_config(self) -> None:
-        now = time.monotonic()
-        if now < self._config_due:
-            return
-        # One sender thread fetches; the others go on with the rules they have.
-        if not self._config_lock.acquire(blocking=False):
-            return
-        try:
-            self._refresh_config(now)
-        finally:
-            self._config_lock.release()
-
-    def _refresh_config(self, now: float) -> None:
-        self._config_due = now + CONFIG_REFRESH
-        try:
-            response = self.transport.request("GET", "/v1/config")
-        except NetworkError:
-            return  # keep the current rules (the local sample_rate already applied at capture)
-        if response.status != 200:
-            return
-        try:
-            config = orjson.loads(response.body)
-        except orjson.JSONDecodeError:
-            return
-        if isinstance(config, dict):
-            self.sampling.update(config)
-            self._etag = response.headers.get("x-moesif-config-etag")
-
     # -- shared -------------------------------------------------------------------------------
 
     def _log_failure(self, what: str, status: int | None, error: str | None, body: bytes) -> None:
@@ -208,6 +163,8 @@ class MoesifSink(Sink):
 
     def close(self) -> None:
         self.transport.close()
+        if self._owns_remote:
+            self.remote.close()
 
     def after_fork(self) -> None:
         self.transport.after_fork()

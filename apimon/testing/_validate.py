@@ -74,7 +74,7 @@ def moesif_event(event: Any, i: int) -> None:
         need(isinstance(response.get("status"), int), f"{where}.response.status must be a number")
         header_map(response.get("headers"), f"{where}.response.headers")
         body(response, f"{where}.response")
-    for key in ("user_id", "company_id", "session_token", "transaction_id", "direction"):
+    for key in ("user_id", "company_id", "session_token", "transaction_id", "direction", "blocked_by"):
         string(event, key, where, required=False)
     if event.get("transaction_id") is not None:
         need(len(event["transaction_id"]) == 36, f"{where}.transaction_id must be a 36-char UUID")

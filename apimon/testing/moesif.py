@@ -22,8 +22,11 @@ class FakeMoesif(FakeServer):
             assert moesif.events[0]["request"]["verb"] == "GET"
 
     A wrong ``X-Moesif-Application-Id`` gets 401, a malformed body 400 (the reason in
-    ``.rejections``), a batch over 12 MB 413. Set ``.config`` to change what ``/v1/config`` returns.
-    ``FakeMoesif(latency=0.05)`` answers each request 50 ms late, as a collector that far away.
+    ``.rejections``), a batch over 12 MB 413. Set ``.config`` to change what ``/v1/config`` returns
+    (``user_rules`` / ``company_rules`` there are the governance cohorts) and ``.rules`` for
+    ``/v1/rules`` (governance rules); :meth:`change_config` also moves the config ETag, as Moesif
+    does, so a client refetches both. ``FakeMoesif(latency=0.05)`` answers each request 50 ms late,
+    as a collector that far away.
     """
 
     def __init__(self, application_id: str = "apimon-test-app", latency: float = 0.0) -> None:
@@ -35,6 +38,15 @@ class FakeMoesif(FakeServer):
         self.rejections: list[str] = []
         self.config: dict[str, Any] = {"sample_rate": 100, "user_sample_rate": {}, "company_sample_rate": {}}
         self.config_etag = "etag-1"
+        self.rules: list[Any] = []
+
+    def change_config(self, config: dict[str, Any] | None = None, rules: list[Any] | None = None) -> None:
+        """New config and/or rules, and a new ``X-Moesif-Config-ETag`` on the answers that follow."""
+        if config is not None:
+            self.config = config
+        if rules is not None:
+            self.rules = rules
+        self.config_etag = f"etag-{int(self.config_etag.rpartition('-')[2]) + 1}"
 
     @property
     def transaction_ids(self) -> set[str]:
@@ -47,8 +59,7 @@ class FakeMoesif(FakeServer):
         if request.method == "GET" and request.path == "/v1/config":
             return Reply(200, orjson.dumps(self.config), etag)
         if request.method == "GET" and request.path == "/v1/rules":
-            # Governance rules (Moesif's own SDKs ask for them): none.
-            return Reply(200, b"[]", {"X-Moesif-Rules-Tag": "rules-1"})
+            return Reply(200, orjson.dumps(self.rules), etag)
         targets = {"/v1/events/batch": "events", "/v1/users/batch": "users", "/v1/companies/batch": "companies"}
         if request.method != "POST" or request.path not in targets:
             return Reply(404, b'{"error": "Not Found"}')
