@@ -195,7 +195,7 @@ class ApimonMiddleware:
                     tee.complete = True
             return message
 
-        app = self.app if decision is None or decision.blocked_by is None else _answer(decision)
+        app = self.app if decision is None or decision.blocked_by is None else _answer(decision, cap if log_body else 0)
         try:
             # Bodies are teed lazily, at their first bytes: a GET costs no buffers.
             await app(scope, receive_tee if log_body else receive, send_tee)
@@ -253,10 +253,21 @@ async def _govern(
     return client.governor.decide(rules, raw, scope, body), receive
 
 
-def _answer(decision: Decision) -> ASGIApp:
-    """An ASGI app that answers as the blocking rule says, in place of the app."""
+def _answer(decision: Decision, cap: int = 0) -> ASGIApp:
+    """An ASGI app that answers as the blocking rule says, in place of the app. With ``cap``, a
+    request body of a known length within it is read first, for the event (as a WSGI server reads
+    what the app left unread)."""
 
     async def blocked(scope: Scope, receive: Receive, send: Send) -> None:
+        length = None
+        for name, value in scope.get("headers") or ():
+            if name == b"content-length":
+                length = content_length(value)
+        if length and length <= cap:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    break
         headers = [(n.lower().encode("latin-1"), v.encode("latin-1", "replace")) for n, v in decision.header_pairs()]
         await send({"type": "http.response.start", "status": decision.status, "headers": headers})
         await send({"type": "http.response.body", "body": decision.body})

@@ -176,7 +176,7 @@ class ApimonMiddleware:
             config = client.config
             if config.log_body:
                 reader = self._tee_request(request, raw, config.max_body_bytes)
-                if reader is None and decision is not None and getattr(request, "_body", None) is not None:
+                if reader is None and rules is not None and getattr(request, "_body", None) is not None:
                     raw.keep_request(request._body, config.max_body_bytes)  # read for the rules
             client.started()
             return _State(client, raw, reader, decision)

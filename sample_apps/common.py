@@ -36,6 +36,23 @@ def user_from(authorization: str | None) -> str | None:
     return None
 
 
+def company_from_header(request: Any, response: Any) -> str | None:
+    """An ``identify_company`` hook: the ``X-Company`` request header (the governance tests
+    turn it on with ``APIMON_SAMPLE_COMPANY_HEADER=1``)."""
+    value = request.headers.get("X-Company")
+    return str(value) if value else None
+
+
+def options_from_env() -> dict[str, Any]:
+    """Options the tests ask for through the environment."""
+    import os
+
+    options: dict[str, Any] = {}
+    if os.environ.get("APIMON_SAMPLE_COMPANY_HEADER") == "1":
+        options["identify_company"] = company_from_header
+    return options
+
+
 class Items:
     """An in-memory collection with the CRUD semantics every sample app exposes."""
 

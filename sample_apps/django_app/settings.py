@@ -14,4 +14,6 @@ USE_TZ = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 MIDDLEWARE = [] if os.environ.get("APIMON_SAMPLE_BARE") == "1" else ["apimon.integrations.django.ApimonMiddleware"]
 APIMON = {"flush_interval": 0.2}
+if os.environ.get("APIMON_SAMPLE_COMPANY_HEADER") == "1":
+    APIMON["identify_company"] = "sample_apps.common.company_from_header"
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "ERROR"}}

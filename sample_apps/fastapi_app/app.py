@@ -156,4 +156,6 @@ async def boom() -> Response:
 if os.environ.get("APIMON_SAMPLE_BARE") != "1":
     from apimon.integrations.fastapi import ApimonMiddleware
 
-    app.add_middleware(ApimonMiddleware, flush_interval=0.2)
+    from sample_apps.common import options_from_env
+
+    app.add_middleware(ApimonMiddleware, flush_interval=0.2, **options_from_env())

@@ -14,7 +14,18 @@ from typing import Any
 import orjson
 from flask import Flask, Response, request, stream_with_context
 
-from sample_apps.common import BINARY, COOKIES, ETAG, GZIPPED, LARGE, SSE_EVENTS, Items, dumps, user_from
+from sample_apps.common import (
+    BINARY,
+    COOKIES,
+    ETAG,
+    GZIPPED,
+    LARGE,
+    SSE_EVENTS,
+    Items,
+    dumps,
+    options_from_env,
+    user_from,
+)
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -148,6 +159,7 @@ if os.environ.get("APIMON_SAMPLE_BARE") != "1":
         # The stats endpoint is for the tests and benchmarks that watch apimon: not an API call.
         "skip": lambda request: request.path.startswith("/_apimon/"),
         **orjson.loads(os.environ.get("APIMON_SAMPLE_OPTIONS", "{}")),
+        **options_from_env(),
     }
     if os.environ.get("APIMON_SAMPLE_FAULTY_HOOKS") == "1":
         # The fail-open tests: every hook raises; mask_event raises on some calls.

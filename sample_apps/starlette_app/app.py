@@ -161,7 +161,9 @@ app = Starlette(routes=routes)
 if os.environ.get("APIMON_SAMPLE_BARE") != "1":
     from apimon.integrations.starlette import ApimonMiddleware
 
-    options: dict[str, object] = {"flush_interval": 0.2}
+    from sample_apps.common import options_from_env
+
+    options: dict[str, object] = {"flush_interval": 0.2, **options_from_env()}
     if os.environ.get("APIMON_SAMPLE_WORKER_PID") == "1":
         # Which worker served each call, for the multi-worker reliability tests.
         options["get_metadata"] = lambda request, response: {"worker_pid": os.getpid()}

@@ -11,6 +11,7 @@ import pytest
 
 from apimon.testing import FakeMoesif
 from tests.core.sinks.conftest import capture, fast_retries, moesif_client
+from tests.factories import make_raw
 
 
 def test_events_batch_wire_format(moesif: FakeMoesif) -> None:
@@ -133,6 +134,46 @@ def test_dynamic_sampling_from_config(moesif: FakeMoesif) -> None:
     assert len([e for e in moesif.events if e["user_id"] == "full"]) == 10
     assert stats["dropped_by_sampling"] == 410 - len(kept) and stats["sent"] == len(kept) + 10
     assert [r.path for r in moesif.requests][0] == "/v1/config"
+
+
+def test_regex_sampling_rules_come_before_user_and_company_rates(moesif: FakeMoesif) -> None:
+    # Moesif's regex_config: the first rule whose conditions match gives the rate, before the
+    # user's and the company's (here the user's 100% would otherwise keep everything).
+    moesif.config = {
+        "sample_rate": 100,
+        "user_sample_rate": {"u1": 100},
+        "company_sample_rate": {},
+        "regex_config": [
+            {"conditions": [{"path": "request.route", "value": "^/health"}], "sample_rate": 0},
+            {
+                "conditions": [
+                    {"path": "request.verb", "value": "^POST$"},
+                    {"path": "response.status", "value": "^5"},
+                ],
+                "sample_rate": 50,
+            },
+            {"conditions": [{"path": "request.ip_address", "value": "^198\\.51\\."}], "sample_rate": 25},
+        ],
+    }
+    client = moesif_client(moesif)
+    for i in range(20):
+        client.complete(make_raw(path=f"/health/{i}"), None)  # 0%: none kept
+    for i in range(400):
+        client.complete(make_raw(method="POST", path=f"/pay/{i}", status=503), None)  # 50%
+    for i in range(20):
+        client.complete(make_raw(method="POST", path=f"/pay/{i}", status=201), None)  # no rule: 100%
+    for i in range(400):
+        client.complete(make_raw(path=f"/ip/{i}", peer="198.51.100.7"), None)  # 25%
+    assert client.flush(10)
+    events = moesif.events
+    assert not [e for e in events if "/health" in e["request"]["uri"]]
+    failed = [e for e in events if e["response"]["status"] == 503]
+    assert 140 < len(failed) < 260 and {e["weight"] for e in failed} == {2}
+    assert len([e for e in events if e["response"]["status"] == 201]) == 20
+    by_ip = [e for e in events if "/ip/" in e["request"]["uri"]]
+    assert 60 < len(by_ip) < 150 and {e["weight"] for e in by_ip} == {4}
+    stats = client.stats()
+    assert stats["dropped_by_sampling"] + stats["sent"] == 840 and stats["rules_skipped"] == 0
 
 
 def test_config_fetch_failure_leaves_local_sampling(moesif: FakeMoesif) -> None:

@@ -1,0 +1,292 @@
+"""Governance rules (apimon.governance) on their own: parsing, Moesif's order and cohorts,
+templates, unusable rules skipped and counted, and fetching through MoesifRemoteConfig against
+FakeMoesif answering badly."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from apimon.config import Config
+from apimon.counters import Counters
+from apimon.governance.conditions import RuleError, parse_conditions
+from apimon.governance.fields import RequestFields
+from apimon.governance.rules import RuleSet
+from apimon.sinks.moesif_config import MoesifRemoteConfig
+from apimon.testing import FakeMoesif
+from tests.factories import make_raw
+
+
+def fields(
+    method: str = "GET", path: str = "/x", headers: list[tuple[str, str]] | None = None, body: bytes | None = None
+) -> RequestFields:
+    raw = make_raw(method=method, path=path, req_headers=headers or [], peer="203.0.113.5")
+    raw.query = "plan=free&x=1"
+    return RequestFields(raw, body)
+
+
+def regex(rid: str, conditions: list[tuple[str, str]] | None, **extra: Any) -> dict[str, Any]:
+    config = None if conditions is None else [{"conditions": [{"path": p, "value": v} for p, v in conditions]}]
+    return {"_id": rid, "type": "regex", "regex_config": config, **extra}
+
+
+def block(status: int, body: Any = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"block": True, "response": {"status": status, "body": body, "headers": headers or {}}}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("request.verb", "POST", "POST"),
+        ("request.route", "/orders/7", "/orders/7"),
+        ("request.ip_address", "", "198.51.100.9"),
+        ("request.ip", "", "198.51.100.9"),
+        ("request.headers.x-plan", "", "gold"),
+        ("request.headers.X-PLAN", "", "gold"),
+        ("request.query", "", "plan=free&x=1"),
+        ("request.query.plan", "", "free"),
+        ("request.query.nope", "", None),
+        ("request.body.action", "", "pay"),
+        ("request.body.user.id", "", "42"),
+        ("request.body.flag", "", "true"),
+        ("request.body.nested", "", None),
+        ("request.nothing", "", None),
+    ],
+)
+def test_request_fields(path: str, value: str, expected: str | None) -> None:
+    f = fields(
+        "post",
+        "/orders/7",
+        [("X-Plan", "gold"), ("X-Forwarded-For", "198.51.100.9")],
+        b'{"action": "pay", "user": {"id": 42}, "flag": true, "nested": {"a": 1}}',
+    )
+    from apimon.governance.conditions import normalise_path
+
+    assert f.value(normalise_path(path)) == expected
+
+
+def test_a_body_that_is_not_json_has_no_fields() -> None:
+    assert fields(body=b"not json").value("request.body.a") is None
+    assert fields(body=None).value("request.body.a") is None
+
+
+def test_conditions_or_of_and_groups() -> None:
+    conditions = parse_conditions(
+        [
+            {"conditions": [{"path": "request.verb", "value": "^POST$"}, {"path": "request.route", "value": "^/a"}]},
+            {"conditions": [{"path": "request.headers.x-admin", "value": "yes"}]},
+            {"conditions": []},  # an empty group never matches
+        ]
+    )
+    assert conditions.matches(fields("POST", "/a/1"))
+    assert not conditions.matches(fields("GET", "/a/1"))
+    assert conditions.matches(fields("GET", "/b", [("X-Admin", "yes")]))
+    assert parse_conditions(None).matches(fields()) and parse_conditions([]).matches(fields())
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "x",
+        [1],
+        [{"conditions": "x"}],
+        [{"conditions": [{"path": "request.verb"}]}],
+        [{"conditions": [{"path": "request.verb", "value": "(unclosed"}]}],
+    ],
+)
+def test_malformed_conditions_are_rule_errors(bad: Any) -> None:
+    with pytest.raises(RuleError):
+        parse_conditions(bad)
+
+
+def test_unusable_rules_are_skipped_with_a_reason_and_the_rest_kept() -> None:
+    rules, errors = RuleSet.parse(
+        [
+            "not an object",
+            {"type": "regex"},
+            regex("bad-type", None, type="session"),
+            regex("bad-regex", [("request.verb", "[")]),
+            regex("no-status", None, block=True, response={"body": {}}),
+            regex("bad-header", None, response={"headers": {"Bad Name": "x"}}),
+            regex("good", [("request.verb", "GET")], response={"headers": {"X-Ok": "1"}}),
+        ],
+        {},
+    )
+    assert rules.count == 1 and len(errors) == 6
+    assert any("bad-regex" in e for e in errors) and any("no-status" in e for e in errors)
+    decision = rules.decide(fields(), None, None)
+    assert decision is not None and decision.headers == {"X-Ok": "1"} and decision.blocked_by is None
+    assert RuleSet.parse({"not": "a list"}, {})[0].count == 0
+
+
+def test_order_regex_then_company_then_user_later_headers_and_blocks_win() -> None:
+    rules, errors = RuleSet.parse(
+        [
+            regex("r", None, **block(429, {"e": "regex"}, {"X-A": "regex", "X-R": "1"})),
+            {
+                "_id": "c",
+                "type": "company",
+                "applied_to": "matching",
+                **block(403, {"e": "company"}, {"X-A": "company"}),
+            },
+            {"_id": "u", "type": "user", "applied_to": "matching", "response": {"headers": {"X-A": "user"}}},
+        ],
+        {"company_rules": {"acme": [{"rules": "c"}]}, "user_rules": {"ann": [{"rules": "u"}]}},
+    )
+    assert errors == []
+    decision = rules.decide(fields(), "ann", "acme")
+    assert decision is not None
+    assert decision.rules == ["r", "c", "u"]
+    assert decision.headers == {"X-A": "user", "X-R": "1"}
+    assert (decision.blocked_by, decision.status, decision.body) == ("c", 403, b'{"e":"company"}')
+
+
+def test_cohorts_matching_not_matching_and_unidentified() -> None:
+    rules, _ = RuleSet.parse(
+        [
+            {"_id": "in", "type": "user", "applied_to": "matching", "response": {"headers": {"X-In": "1"}}},
+            {"_id": "out", "type": "user", "applied_to": "not_matching", "response": {"headers": {"X-Out": "1"}}},
+            {
+                "_id": "anon",
+                "type": "user",
+                "applied_to": "matching",
+                "applied_to_unidentified": True,
+                "response": {"headers": {"X-Anon": "1"}},
+            },
+        ],
+        {"user_rules": {"member": [{"rules": "in"}, {"rules": "out"}]}},
+    )
+
+    def headers(user: str | None) -> dict[str, str]:
+        decision = rules.decide(fields(), user, None)
+        return {} if decision is None else decision.headers
+
+    assert headers("member") == {"X-In": "1"}
+    assert headers("stranger") == {"X-Out": "1"}
+    assert headers(None) == {"X-Anon": "1"}
+
+
+def test_template_values_unknown_and_undeclared_names() -> None:
+    rules, _ = RuleSet.parse(
+        [
+            {
+                "_id": "quota",
+                "type": "company",
+                "variables": [{"name": "limit", "path": "x"}, {"name": "plan", "path": "y"}],
+                **block(429, {"msg": "limit {{limit}} on {{ plan }}", "raw": "{{other}}", "n": [1, "{{limit}}"]}),
+                "response": {
+                    "status": 429,
+                    "headers": {"X-Limit": "{{limit}}", "X-Evil": "{{plan}}"},
+                    "body": {"msg": "limit {{limit}} on {{ plan }}", "raw": "{{other}}", "n": [1, "{{limit}}"]},
+                },
+            }
+        ],
+        {
+            "company_rules": {
+                "acme": [{"rules": "quota", "values": {"limit": 100, "plan": "a\r\nSet-Cookie: x=1"}}],
+                "globex": [{"rules": "quota", "values": {}}],
+            }
+        },
+    )
+    acme = rules.decide(fields(), None, "acme")
+    assert acme is not None
+    # A value with a line break never becomes a header (no header injection through the config).
+    assert acme.headers == {"X-Limit": "100"}
+    globex = rules.decide(fields(), None, "globex")
+    assert globex is not None and globex.headers == {"X-Limit": "UNKNOWN", "X-Evil": "UNKNOWN"}
+    assert globex.body == b'{"msg":"limit UNKNOWN on UNKNOWN","raw":"{{other}}","n":[1,"UNKNOWN"]}'
+    assert rules.decide(fields(), None, "initech") is None  # not in the cohort
+
+
+def test_blocked_headers_carry_the_json_type_and_length() -> None:
+    rules, _ = RuleSet.parse([regex("b", None, **block(451, {"e": 1}, {"Content-Length": "999", "X-Why": "law"}))], {})
+    decision = rules.decide(fields(), None, None)
+    assert decision is not None
+    assert decision.header_pairs() == [("X-Why", "law"), ("Content-Type", "application/json"), ("Content-Length", "7")]
+
+
+def test_needs_flags() -> None:
+    rules, _ = RuleSet.parse([regex("a", [("request.body.x", "1")])], {})
+    assert rules.needs_body and not rules.needs_user and not rules.needs_company
+    rules, _ = RuleSet.parse([{"_id": "u", "type": "user"}, {"_id": "c", "type": "company"}], {})
+    assert not rules.needs_body and rules.needs_user and rules.needs_company
+
+
+# -- fetching -------------------------------------------------------------------------------------
+
+
+def _remote(fake: FakeMoesif) -> tuple[MoesifRemoteConfig, Counters, list[RuleSet | None]]:
+    counters = Counters()
+    seen: list[RuleSet | None] = []
+    config = Config.from_options(moesif_application_id=fake.application_id, moesif_base_url=fake.url)
+    return MoesifRemoteConfig(config, counters, seen.append, governance=True), counters, seen
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["500", "garbage", "wrong shape", "dropped"],
+)
+def test_a_bad_rules_answer_keeps_the_rules_in_force_and_is_counted(
+    fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with FakeMoesif() as fake:
+        fake.rules = [regex("a", None, response={"headers": {"X-A": "1"}})]
+        remote, counters, seen = _remote(fake)
+        assert remote.refresh()
+        assert seen[-1] is not None and seen[-1].count == 1
+        if fault == "500":
+            fake.fail_next(1, 500, {"error": "oops"}, path="/v1/rules")
+        elif fault == "garbage":
+            fake.fail_next(1, 200, b"<html>not json", path="/v1/rules")
+        elif fault == "wrong shape":
+            fake.fail_next(1, 200, {"rules": []}, path="/v1/rules")
+        else:
+            # A kept connection closed without an answer is tried once more on a new one.
+            fake.drop_next(2, path="/v1/rules")
+        with caplog.at_level(logging.WARNING, logger="apimon"):
+            assert not remote.refresh()
+        assert counters.get("rules_fetch_failed") == 1 and len(seen) == 1
+        assert remote.ruleset is seen[0]
+        assert "rules in force are kept" in caplog.text
+        remote.close()
+
+
+def test_unusable_rules_from_moesif_are_counted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    with FakeMoesif() as fake:
+        fake.rules = [regex("bad", [("request.verb", "(")]), regex("good", None, response={"headers": {"X": "1"}})]
+        fake.config = {"sample_rate": 100, "regex_config": [{"conditions": [], "sample_rate": 500}]}
+        remote, counters, seen = _remote(fake)
+        with caplog.at_level(logging.WARNING, logger="apimon"):
+            assert remote.refresh()
+        assert counters.get("rules_skipped") == 2
+        assert seen[-1] is not None and seen[-1].count == 1
+        assert caplog.text.count("skipped unusable Moesif rules") == 1
+        remote.close()
+
+
+def test_no_rules_is_none_and_governance_off_never_asks() -> None:
+    with FakeMoesif() as fake:
+        remote, _, seen = _remote(fake)
+        assert remote.refresh() and seen == [None]
+        config = Config.from_options(moesif_application_id=fake.application_id, moesif_base_url=fake.url)
+        quiet = MoesifRemoteConfig(config, Counters(), seen.append, governance=False)
+        assert quiet.refresh()
+        assert [r.path for r in fake.requests] == ["/v1/config", "/v1/rules", "/v1/config"]
+        remote.close()
+        quiet.close()
+
+
+def test_the_fetch_runs_in_the_background_and_start_returns_at_once() -> None:
+    with FakeMoesif() as fake:
+        fake.stall()  # Moesif does not answer at all
+        remote, _, _ = _remote(fake)
+        t0 = time.monotonic()
+        remote.start()
+        assert time.monotonic() - t0 < 0.1
+        assert not remote.wait_first(0.3)
+        fake.resume()
+        assert remote.wait_first(10)
+        remote.close()
