@@ -126,12 +126,14 @@ class Client:
         a response view that has no status or headers yet), then the built-in detection."""
         config = self.config
         user = company = None
-        if want_user or want_company:
+        user_hook = config.identify_user if want_user else None
+        company_hook = config.identify_company if want_company else None
+        if user_hook is not None or company_hook is not None:
             request, response = RequestView(raw, native), ResponseView(raw, None)
-            if want_user and config.identify_user is not None:
-                user = self._call_str("identify_user", config.identify_user, request, response)
-            if want_company and config.identify_company is not None:
-                company = self._call_str("identify_company", config.identify_company, request, response)
+            if user_hook is not None:
+                user = self._call_str("identify_user", user_hook, request, response)
+            if company_hook is not None:
+                company = self._call_str("identify_company", company_hook, request, response)
         if want_user and user is None:
             user = user_from_headers(fields.headers(), config.user_id_headers, config.user_id_claim)
         return user, company

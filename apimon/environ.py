@@ -25,29 +25,37 @@ def resolve_environ(raw: RawCall) -> None:
     if content_length:
         headers.append(("Content-Length", content_length))
     scheme = environ.get("wsgi.url_scheme", "http")
+    raw.method = environ.get("REQUEST_METHOD", "GET")
+    raw.scheme = scheme
+    raw.host = environ_host(environ, scheme)
+    raw.raw_path = wire_path(environ)
+    raw.query = environ.get("QUERY_STRING", "")
+    raw.req_headers = headers
+    raw.peer = environ.get("REMOTE_ADDR")
+
+
+def environ_host(environ: Mapping[str, Any], scheme: str) -> str:
+    """The Host header, else the server's name and port (the port left out when default)."""
     host = environ.get("HTTP_HOST")
-    if not host:
-        port = environ.get("SERVER_PORT", "")
-        host = environ.get("SERVER_NAME", "localhost")
-        if port and port != ("443" if scheme == "https" else "80"):
-            host = f"{host}:{port}"
-    # The path exactly as on the wire: gunicorn gives RAW_URI, uWSGI and Werkzeug REQUEST_URI;
-    # PATH_INFO is already percent-decoded (%2F lost), so it is only the fallback.
+    if host:
+        return str(host)
+    port = environ.get("SERVER_PORT", "")
+    name = environ.get("SERVER_NAME", "localhost")
+    if port and port != ("443" if scheme == "https" else "80"):
+        return f"{name}:{port}"
+    return str(name)
+
+
+def wire_path(environ: Mapping[str, Any]) -> str:
+    """The path exactly as on the wire: gunicorn gives RAW_URI, uWSGI and Werkzeug REQUEST_URI;
+    PATH_INFO is already percent-decoded (%2F lost), so it is only the fallback."""
     raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw_uri:
         if raw_uri[:1] != "/" and "://" in raw_uri:
             raw_uri = "/" + raw_uri.split("://", 1)[1].partition("/")[2]
-        raw_path = raw_uri.partition("?")[0] or "/"
-    else:
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        raw_path = quote(path.encode("latin-1", "replace"), safe=_PATH_SAFE) or "/"
-    raw.method = environ.get("REQUEST_METHOD", "GET")
-    raw.scheme = scheme
-    raw.host = host
-    raw.raw_path = raw_path
-    raw.query = environ.get("QUERY_STRING", "")
-    raw.req_headers = headers
-    raw.peer = environ.get("REMOTE_ADDR")
+        return str(raw_uri.partition("?")[0] or "/")
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    return quote(path.encode("latin-1", "replace"), safe=_PATH_SAFE) or "/"
 
 
 def snapshot(environ: Mapping[str, Any], start: float) -> RawCall:

@@ -89,14 +89,43 @@ async def asgi_call(app: Any, method: str, path: str, body: bytes) -> None:
     await app(scope, receive, send)
 
 
+def bench_rules(n: int) -> list[dict[str, Any]]:
+    """``n`` governance rules of the kinds Moesif's UI makes, none of which matches the benchmark's
+    calls (the common case: every rule is checked, the app runs): a verb and a route, a header,
+    the client IP, a query parameter, in turn."""
+    kinds = [
+        [("request.verb", "^DELETE$"), ("request.route", "^/api/v{i}/orders")],
+        [("request.headers.x-api-version", "^{i}\\.0$")],
+        [("request.ip_address", "^10\\.{i}\\.")],
+        [("request.route", "/admin/{i}/"), ("request.query.debug", "^1$")],
+    ]
+    rules = []
+    for i in range(n):
+        conditions = [{"path": p, "value": v.format(i=i)} for p, v in kinds[i % len(kinds)]]
+        rules.append(
+            {
+                "_id": f"rule-{i}",
+                "type": "regex",
+                "block": i % 2 == 0,
+                "regex_config": [{"conditions": conditions}],
+                "response": {"status": 403, "headers": {"X-Rule": str(i)}, "body": {"error": "blocked"}},
+            }
+        )
+    return rules
+
+
 def main() -> None:
     framework, variant, endpoint, rounds, per_round = sys.argv[1:6]
     from benchmarks.apps import build, django_app
 
-    if variant == "apimon":
+    if variant.startswith("apimon"):
         # The flusher waits for the untimed gap between rounds (flush below): the in-process figure
         # is the request path; the flusher's CPU is measured on the loopback servers.
-        os.environ["BENCH_APIMON_EXTRA"] = '{"batch_size": 10000, "flush_interval": 3600}'
+        extra: dict[str, Any] = {"batch_size": 10000, "flush_interval": 3600}
+        if variant.startswith("apimon-rules"):
+            # The rules are set below; the background fetch must not replace them.
+            extra["governance"] = False
+        os.environ["BENCH_APIMON_EXTRA"] = orjson.dumps(extra).decode()
     if framework == "django":
         from django.conf import settings
 
@@ -104,7 +133,7 @@ def main() -> None:
         settings.MIDDLEWARE = {
             "apimon": ["apimon.integrations.django.ApimonMiddleware"],
             "moesif": ["moesifdjango.middleware.moesif_middleware"],
-        }[variant]
+        }["apimon" if variant.startswith("apimon") else variant]
         from django.core.handlers.wsgi import WSGIHandler
 
         wrapped = WSGIHandler()
@@ -112,6 +141,15 @@ def main() -> None:
         bare, wrapped = build(framework, "bare"), build(framework, variant)
     method, path, body = _request(endpoint)
     loop = asyncio.new_event_loop()
+    if variant.startswith("apimon-rules"):
+        # ``apimon-rulesN``: N governance rules in force, as the background fetch would set them.
+        import apimon
+        from apimon.governance.rules import RuleSet
+
+        client = apimon.ensure_client({})
+        ruleset, errors = RuleSet.parse(bench_rules(int(variant[len("apimon-rules") :])), {})
+        assert not errors, errors
+        client.rules = ruleset if ruleset.count else None
 
     def run(app: Any, n: int) -> list[float]:
         samples = []

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import apimon
 from apimon.client import Client
+from apimon.governance.fields import ScopeFields
 from apimon.governance.gate import content_length, with_headers_bytes
 from apimon.governance.rules import Decision, RuleSet
 from apimon.record import RawCall
@@ -116,7 +117,10 @@ class ApimonMiddleware:
             # Moesif's governance rules, when there are any: decided before the app runs.
             rules = client.rules
             if rules is not None:
-                decision, receive = await _govern(client, rules, raw, scope, receive)
+                if rules.needs_body:
+                    decision, receive = await _govern_with_body(client, rules, raw, scope, receive)
+                else:
+                    decision = client.governor.decide(rules, ScopeFields(scope), raw, scope)
             admitted = client.admit_all or client.admit(raw, scope)
         except Exception:
             client.counters.incr("internal_errors")
@@ -219,38 +223,32 @@ class ApimonMiddleware:
         return lifespan_send
 
 
-async def _govern(
+async def _govern_with_body(
     client: Client, rules: RuleSet, raw: RawCall, scope: Scope, receive: Receive
 ) -> tuple[Decision | None, Receive]:
-    """The rules' decision, and the ``receive`` the app is to read the request body from: when a
-    rule reads the JSON body, its messages are taken now and handed to the app as they came."""
-    body = None
-    if rules.needs_body:
-        content_type = length = None
-        for name, value in scope.get("headers") or ():
-            if name == b"content-type":
-                content_type = value.decode("latin-1")
-            elif name == b"content-length":
-                length = content_length(value)
-        if client.governor.wants_body(rules, content_type, length):
-            taken: list[Message] = []
-            parts = []
-            while True:
-                message = await receive()
-                taken.append(message)
-                if message["type"] != "http.request":
-                    break
-                parts.append(bytes(message.get("body", b"")))
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(parts)
-            inner = receive
+    """The rules' decision, and the ``receive`` the app is to read the request body from: a rule
+    reads the JSON body, so its messages are taken now and handed to the app as they came."""
+    fields = ScopeFields(scope)
+    if not client.governor.wants_body(
+        rules, fields.header("content-type"), content_length(fields.header("content-length"))
+    ):
+        return client.governor.decide(rules, fields, raw, scope), receive
+    taken: list[Message] = []
+    parts = []
+    while True:
+        message = await receive()
+        taken.append(message)
+        if message["type"] != "http.request":
+            break
+        parts.append(bytes(message.get("body", b"")))
+        if not message.get("more_body", False):
+            break
+    inner = receive
 
-            async def replay() -> Message:
-                return taken.pop(0) if taken else await inner()
+    async def replay() -> Message:
+        return taken.pop(0) if taken else await inner()
 
-            receive = replay
-    return client.governor.decide(rules, raw, scope, body), receive
+    return client.governor.decide(rules, ScopeFields(scope, b"".join(parts)), raw, scope), replay
 
 
 def _answer(decision: Decision, cap: int = 0) -> ASGIApp:

@@ -32,6 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django
 import apimon
 from apimon.client import Client
 from apimon.environ import resolve_environ
+from apimon.governance.fields import EnvironFields
 from apimon.governance.gate import content_length
 from apimon.governance.rules import Decision, RuleSet
 from apimon.record import RawCall
@@ -220,7 +221,7 @@ class ApimonMiddleware:
                 body = request.body  # Django keeps it: the view reads the same bytes
             except Exception:
                 body = None
-        return client.governor.decide(rules, raw, request, body)
+        return client.governor.decide(rules, EnvironFields(meta, body), raw, request)
 
     def _responded(self, state: _State, request: HttpRequest, response: HttpResponseBase) -> Any:
         decision = state.decision

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import apimon
 from apimon.client import Client
 from apimon.environ import resolve_environ
+from apimon.governance.fields import EnvironFields
 from apimon.governance.gate import content_length, status_line, with_headers
 from apimon.governance.rules import Decision, RuleSet
 from apimon.record import RawCall
@@ -148,7 +149,7 @@ def _govern(client: Client, rules: RuleSet, raw: RawCall, environ: WSGIEnvironme
         # A rule reads the JSON body: read it now and hand the app the same bytes.
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)
-    return client.governor.decide(rules, raw, environ, body)
+    return client.governor.decide(rules, EnvironFields(environ, body), raw, environ)
 
 
 def _answer(decision: Decision) -> WSGIApplication:

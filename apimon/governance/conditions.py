@@ -16,7 +16,8 @@ did not send, a body that is not JSON) does not match. Values are searched, not 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,22 +30,22 @@ class RuleError(ValueError):
     """A rule or condition apimon cannot use; the rule is skipped and counted."""
 
 
-class Fields(Protocol):
-    """What conditions read of a call: the value at a Moesif field path, or None."""
-
-    def value(self, path: str) -> str | None: ...
+#: A call's field values by path, computed once per call for the paths a rule set uses.
+Values = Mapping[str, "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
 class Condition:
     path: str
     pattern: re.Pattern[str]
-
-    def matches(self, fields: Fields) -> bool:
-        value = fields.value(self.path)
-        if value is None:
-            return False
-        return self.pattern.search(value[:MAX_VALUE]) is not None
+    #: ``test(value)``: the pattern's search, or for a pattern that is a plain string with
+    #: optional ``^``/``$`` anchors (most of what Moesif's UI makes) the same answer from
+    #: ``==``, ``startswith``, ``endswith`` or ``in``: ~40 ns instead of ~300.
+    test: Callable[[str], bool]
+    #: How ``test`` decides: ``equals``, ``prefix``, ``suffix`` or ``contains`` ``literal``, or
+    #: ``search`` (the regular expression).
+    kind: str = "search"
+    literal: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +54,18 @@ class Conditions:
 
     groups: tuple[tuple[Condition, ...], ...]
 
-    def matches(self, fields: Fields) -> bool:
+    def matches(self, values: Values) -> bool:
+        """Whether the call with these field ``values`` (see :func:`field_values`) matches."""
         if not self.groups:
             return True
         for group in self.groups:
-            if group and all(c.matches(fields) for c in group):
+            if not group:
+                continue
+            for condition in group:
+                value = values.get(condition.path)
+                if value is None or not condition.test(value):
+                    break
+            else:
                 return True
         return False
 
@@ -67,6 +75,22 @@ class Conditions:
 
 
 EVERYTHING = Conditions(())
+
+
+class Fields(Protocol):
+    """What conditions read of a call: the value at a Moesif field path, or None."""
+
+    def value(self, path: str) -> str | None: ...
+
+
+def read_values(fields: Fields, paths: Iterable[str]) -> tuple[str | None, ...]:
+    """Each of ``paths`` read once, in order (a rule set asks for few fields, many times), cut to
+    :data:`MAX_VALUE` characters."""
+    out = []
+    for path in paths:
+        value = fields.value(path)
+        out.append(value[:MAX_VALUE] if value is not None else None)
+    return tuple(out)
 
 
 def parse_conditions(regex_config: Any) -> Conditions:
@@ -90,10 +114,14 @@ def parse_conditions(regex_config: Any) -> Conditions:
             if not isinstance(path, str) or not path or not isinstance(value, str):
                 raise RuleError("a condition needs a string path and a string value")
             try:
-                pattern = re.compile(value)
+                with warnings.catch_warnings():
+                    # A FutureWarning about a pattern Moesif sent is not for the host app's stderr.
+                    warnings.simplefilter("ignore")
+                    pattern = re.compile(value)
             except re.error as exc:
                 raise RuleError(f"bad regular expression {value!r}: {exc}") from None
-            parsed.append(Condition(normalise_path(path), pattern))
+            kind, literal = _plain(value, pattern)
+            parsed.append(Condition(normalise_path(path), pattern, _tester(kind, literal, pattern), kind, literal))
         groups.append(tuple(parsed))
     return Conditions(tuple(groups))
 
@@ -106,3 +134,59 @@ def normalise_path(path: str) -> str:
     if path.startswith("request.headers."):
         return "request.headers." + path[len("request.headers.") :].lower()
     return path
+
+
+_META = frozenset(".^$*+?{}[]\\|()")
+
+
+def _literal(text: str) -> str | None:
+    """The string a pattern without metacharacters stands for (``\\.`` is a dot), else None."""
+    out = []
+    chars = iter(text)
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, "")
+            if not nxt or nxt.isalnum() or nxt == "_":
+                return None  # \\d, \\b, \\A...: a class or an assertion, not a character
+            out.append(nxt)
+        elif ch in _META:
+            return None
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _plain(text: str, pattern: re.Pattern[str]) -> tuple[str, str]:
+    """How a pattern can be decided without the regex engine: ``(kind, literal)``."""
+    if pattern.flags & ~re.UNICODE:  # (?i) and other inline flags
+        return "search", ""
+    body, start, end = text, False, False
+    if body.startswith("^"):
+        body, start = body[1:], True
+    if body.endswith("$") and not body.endswith("\\$"):
+        body, end = body[:-1], True
+    literal = _literal(body)
+    if literal is None or "\n" in literal:
+        return "search", ""
+    if start and end:
+        return "equals", literal
+    if start:
+        return "prefix", literal
+    if end:
+        return "suffix", literal
+    return "contains", literal
+
+
+def _tester(kind: str, literal: str, pattern: re.Pattern[str]) -> Callable[[str], bool]:
+    # ``$`` also matches before a final newline, as re does.
+    with_nl = literal + "\n"
+    if kind == "equals":
+        return lambda v: v == literal or v == with_nl
+    if kind == "prefix":
+        return lambda v: v.startswith(literal)
+    if kind == "suffix":
+        return lambda v: v.endswith(literal) or v.endswith(with_nl)
+    if kind == "contains":
+        return lambda v: literal in v
+    search = pattern.search
+    return lambda v: search(v) is not None

@@ -1,7 +1,7 @@
-"""A request's fields as governance conditions name them, read before the app runs.
-
-Each field is computed the first time a condition asks for it: a rule set that only looks at
-the verb and the path never merges the headers or parses the body.
+"""A request's fields as governance conditions name them, read before the app runs, straight
+from what the server handed over (a WSGI environ or Django's ``META``, an ASGI scope): a rule set
+reads a few fields, each once, with dictionary lookups, never the whole header walk the event
+builder does later on the flusher.
 
 ========================  ==================================================================
 ``request.verb``          the method, upper case
@@ -18,59 +18,78 @@ the verb and the path never merges the headers or parses the body.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 
 from apimon import headers as hdr
+from apimon.environ import environ_host, wire_path
 from apimon.event import build_uri
-from apimon.ipaddr import client_ip, header_values
-from apimon.record import RawCall
+from apimon.ipaddr import IP_HEADERS, client_ip
 
 
 class RequestFields:
-    """The fields of ``raw`` (resolved) and its JSON ``body`` (None: not read or not JSON)."""
+    """What both readers share: the query, the body, the IP and the dispatch on the path."""
 
-    __slots__ = ("_raw", "_body", "_json", "_headers", "_lower", "_query")
+    __slots__ = ("_body", "_json", "_query")
 
-    def __init__(self, raw: RawCall, body: bytes | None = None) -> None:
-        self._raw = raw
+    def __init__(self, body: bytes | None) -> None:
         self._body = body
         self._json: Any = None
-        self._headers: dict[str, str] | None = None
-        self._lower: dict[str, str] | None = None
         self._query: dict[str, list[str]] | None = None
 
+    # Each reader gives these.
+    def method(self) -> str:
+        raise NotImplementedError
+
+    def path(self) -> str:
+        raise NotImplementedError
+
+    def uri(self) -> str:
+        raise NotImplementedError
+
+    def query(self) -> str:
+        raise NotImplementedError
+
+    def header(self, lower_name: str) -> str | None:
+        raise NotImplementedError
+
+    def peer(self) -> str | None:
+        raise NotImplementedError
+
     def headers(self) -> dict[str, str]:
-        """The request headers, canonical names (as the event builder merges them)."""
-        if self._headers is None:
-            self._headers = hdr.merge(self._raw.req_headers)
-        return self._headers
+        """Every request header, canonical names (for the built-in user detection)."""
+        raise NotImplementedError
+
+    def ip_header_values(self) -> tuple[str | None, ...]:
+        """The values of :data:`~apimon.ipaddr.IP_HEADERS`, in order, for ``client_ip``."""
+        return tuple(self.header(name.lower()) for name in IP_HEADERS)
 
     def value(self, path: str) -> str | None:
-        raw = self._raw
         if path == "request.verb":
-            return raw.method.upper()
+            return self.method().upper()
         if path == "request.route":
-            return raw.raw_path
-        if path == "request.ip_address":
-            return client_ip(header_values(self.headers()), raw.peer)
+            return self.path()
         if path.startswith("request.headers."):
-            if self._lower is None:
-                self._lower = {k.lower(): v for k, v in self.headers().items()}
-            return self._lower.get(path[16:])
+            return self.header(path[16:])
+        if path == "request.ip_address":
+            return client_ip(self.ip_header_values(), self.peer())
         if path.startswith("request.body."):
             return _scalar(_walk(self._parsed(), path[13:]))
-        if path == "request.uri":
-            return build_uri(raw.scheme, raw.host, raw.raw_path, raw.query)
         if path == "request.query":
-            return raw.query
+            return self.query()
         if path.startswith("request.query."):
+            name, query = path[14:], self.query()
+            if name not in query:  # the common case, without parsing the query
+                return None
             if self._query is None:
-                self._query = parse_qs(raw.query, keep_blank_values=True)
-            found = self._query.get(path[14:])
+                self._query = parse_qs(query, keep_blank_values=True)
+            found = self._query.get(name)
             return found[0] if found else None
+        if path == "request.uri":
+            return self.uri()
         return None
 
     def _parsed(self) -> Any:
@@ -80,6 +99,118 @@ class RequestFields:
             except orjson.JSONDecodeError:
                 self._body = None
         return self._json
+
+
+#: Header names (lower case) to their environ keys; bounded, since rules name the headers.
+_ENVIRON_KEYS: dict[str, str] = {}
+_IP_ENVIRON_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in IP_HEADERS)
+
+
+class EnvironFields(RequestFields):
+    """The fields of a WSGI environ (or Django's ``request.META``)."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Mapping[str, Any], body: bytes | None = None) -> None:
+        super().__init__(body)
+        self._environ = environ
+
+    def method(self) -> str:
+        return str(self._environ.get("REQUEST_METHOD", "GET"))
+
+    def path(self) -> str:
+        return wire_path(self._environ)
+
+    def uri(self) -> str:
+        environ = self._environ
+        scheme = environ.get("wsgi.url_scheme", "http")
+        return build_uri(scheme, environ_host(environ, scheme), self.path(), self.query())
+
+    def query(self) -> str:
+        return str(self._environ.get("QUERY_STRING", ""))
+
+    def header(self, lower_name: str) -> str | None:
+        key = _ENVIRON_KEYS.get(lower_name)
+        if key is None:
+            key = lower_name.upper().replace("-", "_")
+            key = key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+            if len(_ENVIRON_KEYS) < 1024:
+                _ENVIRON_KEYS[lower_name] = key
+        value = self._environ.get(key)
+        return None if value is None else str(value)
+
+    def ip_header_values(self) -> tuple[str | None, ...]:
+        found = tuple(map(self._environ.get, _IP_ENVIRON_KEYS))
+        return found if any(found) else _NO_IP_HEADERS
+
+    def peer(self) -> str | None:
+        peer = self._environ.get("REMOTE_ADDR")
+        return None if peer is None else str(peer)
+
+    def headers(self) -> dict[str, str]:
+        environ = self._environ
+        pairs: list[tuple[str | bytes, str | bytes]] = [(k[5:], v) for k, v in environ.items() if k[:5] == "HTTP_"]
+        return hdr.merge(pairs)
+
+
+class ScopeFields(RequestFields):
+    """The fields of an ASGI HTTP scope (header names are lower-case bytes, as ASGI says)."""
+
+    __slots__ = ("_scope", "_by_name")
+
+    def __init__(self, scope: Mapping[str, Any], body: bytes | None = None) -> None:
+        super().__init__(body)
+        self._scope = scope
+        self._by_name: dict[bytes, bytes] | None = None
+
+    def method(self) -> str:
+        return str(self._scope.get("method", "GET"))
+
+    def path(self) -> str:
+        raw = self._scope.get("raw_path")
+        if raw:
+            return str(raw.decode("latin-1").partition("?")[0] or "/")
+        return str(self._scope.get("root_path", "") + self._scope.get("path", "/"))
+
+    def uri(self) -> str:
+        scheme = self._scope.get("scheme") or "http"
+        return build_uri(scheme, self.header("host") or "localhost", self.path(), self.query())
+
+    def query(self) -> str:
+        return str((self._scope.get("query_string") or b"").decode("latin-1"))
+
+    def _names(self) -> dict[bytes, bytes]:
+        by_name = self._by_name
+        if by_name is None:
+            pairs = self._scope.get("headers") or ()
+            by_name = dict(pairs)  # one C call; a repeated name is joined below
+            if len(by_name) != len(pairs):
+                by_name = {}
+                for name, value in pairs:
+                    by_name[name] = by_name[name] + b"," + value if name in by_name else value
+            self._by_name = by_name
+        return by_name
+
+    def header(self, lower_name: str) -> str | None:
+        value = self._names().get(lower_name.encode("latin-1"))
+        return None if value is None else value.decode("latin-1")
+
+    def ip_header_values(self) -> tuple[str | None, ...]:
+        found = tuple(map(self._names().get, _IP_SCOPE_KEYS))
+        if not any(found):
+            return _NO_IP_HEADERS
+        return tuple(None if v is None else v.decode("latin-1") for v in found)
+
+    def peer(self) -> str | None:
+        client = self._scope.get("client")
+        return str(client[0]) if client else None
+
+    def headers(self) -> dict[str, str]:
+        return hdr.merge(self._scope.get("headers") or ())
+
+
+_IP_SCOPE_KEYS = tuple(name.lower().encode("latin-1") for name in IP_HEADERS)
+_NO_IP_HEADERS: tuple[str | None, ...] = (None,) * len(IP_HEADERS)
 
 
 def _walk(value: Any, dotted: str) -> Any:

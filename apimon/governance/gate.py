@@ -11,6 +11,7 @@ from typing import Any
 from apimon._guard import log_once
 from apimon.config import Config
 from apimon.counters import Counters
+from apimon.governance.conditions import read_values
 from apimon.governance.fields import RequestFields
 from apimon.governance.rules import Decision, RuleSet
 from apimon.record import RawCall
@@ -25,12 +26,13 @@ class Governor:
     """Asks the rules in force about one call. Adapters read ``client.rules`` (None when there
     are none: the only cost then is that attribute read) and, when set::
 
-        decision = client.governor.decide(rules, raw, native, body)
+        decision = client.governor.decide(rules, EnvironFields(environ, body), raw, environ)
         if decision is not None and decision.blocked_by: answer with decision.status / header_pairs() / body
         elif decision is not None: add decision.headers to the app's response
 
-    ``body`` is the request body when ``rules.needs_body`` and the adapter could read it whole
-    (JSON, within ``max_body_bytes``), else None.
+    ``fields`` reads the request as the server handed it over (:mod:`apimon.governance.fields`),
+    with its body when ``rules.needs_body`` and the adapter could read it whole (JSON, within
+    ``max_body_bytes``, see :meth:`wants_body`).
     """
 
     def __init__(self, config: Config, counters: Counters, identify: Identify) -> None:
@@ -38,14 +40,13 @@ class Governor:
         self.counters = counters
         self._identify = identify
 
-    def decide(self, rules: RuleSet, raw: RawCall, native: Any, body: bytes | None = None) -> Decision | None:
+    def decide(self, rules: RuleSet, fields: RequestFields, raw: RawCall, native: Any) -> Decision | None:
         try:
-            raw.resolve()
-            fields = RequestFields(raw, body)
+            values = read_values(fields, rules.paths)
             user_id = company_id = None
             if rules.needs_user or rules.needs_company:
                 user_id, company_id = self._identify(raw, native, fields, rules.needs_user, rules.needs_company)
-            decision = rules.decide(fields, user_id, company_id)
+            decision = rules.decide(values, user_id, company_id)
         except Exception:
             self.counters.incr("internal_errors")
             log_once("governance", "apimon: applying governance rules failed; the call goes through", exc_info=True)

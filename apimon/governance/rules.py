@@ -24,13 +24,14 @@ the status and body. ``{{name}}`` in a rule's headers and body is filled with th
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from apimon.governance.conditions import Conditions, Fields, RuleError, parse_conditions
+from apimon.governance.compiled import Matcher, compile_matcher
+from apimon.governance.conditions import Conditions, RuleError, parse_conditions
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _TEMPLATE = re.compile(r"\{\{([^{}]+)\}\}")
@@ -96,6 +97,10 @@ class RuleSet:
     company_values: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     needs_body: bool = False  # some condition reads a request body field
     count: int = 0
+    #: Every field path a condition reads: a call's values are read once for all rules.
+    paths: tuple[str, ...] = ()
+    #: The regex rules' conditions as one generated function (None: checked one by one).
+    matcher: Matcher | None = None
 
     @property
     def needs_user(self) -> bool:
@@ -121,7 +126,7 @@ class RuleSet:
                 continue
             parsed[rule.kind].append(rule)
         config = config or {}
-        paths = {p for kind in parsed.values() for r in kind for p in r.conditions.paths}
+        paths = tuple(sorted({p for kind in parsed.values() for r in kind for p in r.conditions.paths}))
         ruleset = cls(
             regex=tuple(parsed["regex"]),
             users=tuple(parsed["user"]),
@@ -130,24 +135,36 @@ class RuleSet:
             company_values=_cohorts(config.get("company_rules"), errors, "company_rules"),
             needs_body=any(p.startswith("request.body.") for p in paths),
             count=sum(len(kind) for kind in parsed.values()),
+            paths=paths,
+            matcher=compile_matcher([r.conditions for r in parsed["regex"]], paths),
         )
         return ruleset, errors
 
-    def decide(self, fields: Fields, user_id: str | None, company_id: str | None) -> Decision | None:
-        """The rules' decision for a call, or None when no rule applies."""
+    def decide(self, values: Sequence[str | None], user_id: str | None, company_id: str | None) -> Decision | None:
+        """The rules' decision for a call with these field ``values`` (one for each of
+        :attr:`paths`, in order), or None when no rule applies."""
         decision: Decision | None = None
-        for rule in self.regex:
-            if rule.conditions.matches(fields):
+        regex = self.regex
+        if regex:
+            matcher = self.matcher
+            if matcher is not None:
+                hits = matcher(values)
+            else:
+                named = dict(zip(self.paths, values, strict=True))
+                hits = [i for i, rule in enumerate(regex) if rule.conditions.matches(named)]
+            for i in hits:
                 decision = decision or Decision()
-                decision.apply(rule, {})
-        for rules, entity, cohorts in (
-            (self.companies, company_id, self.company_values),
-            (self.users, user_id, self.user_values),
-        ):
-            for rule, values in _entity_rules(rules, entity, cohorts):
-                if rule.conditions.matches(fields):
-                    decision = decision or Decision()
-                    decision.apply(rule, values)
+                decision.apply(regex[i], {})
+        if self.companies or self.users:
+            named = dict(zip(self.paths, values, strict=True))
+            for rules, entity, cohorts in (
+                (self.companies, company_id, self.company_values),
+                (self.users, user_id, self.user_values),
+            ):
+                for rule, template_values in _entity_rules(rules, entity, cohorts):
+                    if rule.conditions.matches(named):
+                        decision = decision or Decision()
+                        decision.apply(rule, template_values)
         return decision
 
 

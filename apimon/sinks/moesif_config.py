@@ -40,6 +40,7 @@ class Sampling:
         self.users: dict[str, float] = {}
         self.companies: dict[str, float] = {}
         self.regex: tuple[tuple[Conditions, float], ...] = ()
+        self.paths: frozenset[str] = frozenset()
 
     def update(self, config: dict[str, Any]) -> list[str]:
         """Take the rates of a config answer; returns why each unusable regex rule was skipped."""
@@ -61,6 +62,7 @@ class Sampling:
             except RuleError as exc:
                 errors.append(f"regex_config[{i}]: {exc}")
         self.regex = tuple(regex)
+        self.paths = frozenset(p for conditions, _ in regex for p in conditions.paths)
         return errors
 
     @property
@@ -70,9 +72,9 @@ class Sampling:
     def percent_for(self, item: Item) -> float:
         # Moesif's precedence: the regex rules (first match), the user, the company, the app rate.
         if self.regex:
-            fields = _ItemFields(item)
+            values = _item_values(item, self.paths)
             for conditions, rate in self.regex:
-                if conditions.matches(fields):
+                if conditions.matches(values):
                     return rate
         if item.user_id is not None and item.user_id in self.users:
             return self.users[item.user_id]
@@ -81,28 +83,20 @@ class Sampling:
         return self.rate
 
 
-class _ItemFields:
+def _item_values(item: Item, paths: frozenset[str]) -> dict[str, str | None]:
     """A built event's fields, as sampling conditions name them."""
-
-    __slots__ = ("_item",)
-
-    def __init__(self, item: Item) -> None:
-        self._item = item
-
-    def value(self, path: str) -> str | None:
-        item = self._item
-        if path == "request.verb":
-            return item.verb
-        if path == "request.route":
-            return item.path
-        if path == "request.ip_address":
-            if item.ip_address is None:  # an item read back from the outbox: from its JSON
-                request = item.event.get("request")
-                return request.get("ip_address") if isinstance(request, dict) else None
-            return item.ip_address
-        if path == "response.status":
-            return str(item.status)
-        return None
+    values: dict[str, str | None] = {
+        "request.verb": item.verb,
+        "request.route": item.path,
+        "response.status": str(item.status),
+    }
+    if "request.ip_address" in paths:
+        ip = item.ip_address
+        if ip is None:  # an item read back from the outbox: from its JSON
+            request = item.event.get("request")
+            ip = request.get("ip_address") if isinstance(request, dict) else None
+        values["request.ip_address"] = ip
+    return values
 
 
 class MoesifRemoteConfig:

@@ -5,27 +5,49 @@ FakeMoesif answering badly."""
 from __future__ import annotations
 
 import logging
+import re
 import time
+import warnings
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from apimon.config import Config
 from apimon.counters import Counters
-from apimon.governance.conditions import RuleError, parse_conditions
-from apimon.governance.fields import RequestFields
-from apimon.governance.rules import RuleSet
+from apimon.governance.compiled import compile_matcher
+from apimon.governance.conditions import Conditions, RuleError, _plain, _tester, parse_conditions, read_values
+from apimon.governance.fields import EnvironFields
+from apimon.governance.rules import Decision, RuleSet
 from apimon.sinks.moesif_config import MoesifRemoteConfig
 from apimon.testing import FakeMoesif
-from tests.factories import make_raw
 
 
 def fields(
     method: str = "GET", path: str = "/x", headers: list[tuple[str, str]] | None = None, body: bytes | None = None
-) -> RequestFields:
-    raw = make_raw(method=method, path=path, req_headers=headers or [], peer="203.0.113.5")
-    raw.query = "plan=free&x=1"
-    return RequestFields(raw, body)
+) -> EnvironFields:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "plan=free&x=1",
+        "REMOTE_ADDR": "203.0.113.5",
+        "wsgi.url_scheme": "https",
+        "HTTP_HOST": "api.example.com",
+    }
+    for name, value in headers or []:
+        key = name.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
+    return EnvironFields(environ, body)
+
+
+def decide(rules: RuleSet, f: EnvironFields, user: str | None = None, company: str | None = None) -> Decision | None:
+    return rules.decide(read_values(f, rules.paths), user, company)
+
+
+def named(f: EnvironFields, conditions: Conditions) -> dict[str, str | None]:
+    paths = sorted(conditions.paths)
+    return dict(zip(paths, read_values(f, paths), strict=True))
 
 
 def regex(rid: str, conditions: list[tuple[str, str]] | None, **extra: Any) -> dict[str, Any]:
@@ -81,10 +103,10 @@ def test_conditions_or_of_and_groups() -> None:
             {"conditions": []},  # an empty group never matches
         ]
     )
-    assert conditions.matches(fields("POST", "/a/1"))
-    assert not conditions.matches(fields("GET", "/a/1"))
-    assert conditions.matches(fields("GET", "/b", [("X-Admin", "yes")]))
-    assert parse_conditions(None).matches(fields()) and parse_conditions([]).matches(fields())
+    assert conditions.matches(named(fields("POST", "/a/1"), conditions))
+    assert not conditions.matches(named(fields("GET", "/a/1"), conditions))
+    assert conditions.matches(named(fields("GET", "/b", [("X-Admin", "yes")]), conditions))
+    assert parse_conditions(None).matches({}) and parse_conditions([]).matches({})
 
 
 @pytest.mark.parametrize(
@@ -117,7 +139,7 @@ def test_unusable_rules_are_skipped_with_a_reason_and_the_rest_kept() -> None:
     )
     assert rules.count == 1 and len(errors) == 6
     assert any("bad-regex" in e for e in errors) and any("no-status" in e for e in errors)
-    decision = rules.decide(fields(), None, None)
+    decision = decide(rules, fields(), None, None)
     assert decision is not None and decision.headers == {"X-Ok": "1"} and decision.blocked_by is None
     assert RuleSet.parse({"not": "a list"}, {})[0].count == 0
 
@@ -137,7 +159,7 @@ def test_order_regex_then_company_then_user_later_headers_and_blocks_win() -> No
         {"company_rules": {"acme": [{"rules": "c"}]}, "user_rules": {"ann": [{"rules": "u"}]}},
     )
     assert errors == []
-    decision = rules.decide(fields(), "ann", "acme")
+    decision = decide(rules, fields(), "ann", "acme")
     assert decision is not None
     assert decision.rules == ["r", "c", "u"]
     assert decision.headers == {"X-A": "user", "X-R": "1"}
@@ -161,7 +183,7 @@ def test_cohorts_matching_not_matching_and_unidentified() -> None:
     )
 
     def headers(user: str | None) -> dict[str, str]:
-        decision = rules.decide(fields(), user, None)
+        decision = decide(rules, fields(), user, None)
         return {} if decision is None else decision.headers
 
     assert headers("member") == {"X-In": "1"}
@@ -191,19 +213,19 @@ def test_template_values_unknown_and_undeclared_names() -> None:
             }
         },
     )
-    acme = rules.decide(fields(), None, "acme")
+    acme = decide(rules, fields(), None, "acme")
     assert acme is not None
     # A value with a line break never becomes a header (no header injection through the config).
     assert acme.headers == {"X-Limit": "100"}
-    globex = rules.decide(fields(), None, "globex")
+    globex = decide(rules, fields(), None, "globex")
     assert globex is not None and globex.headers == {"X-Limit": "UNKNOWN", "X-Evil": "UNKNOWN"}
     assert globex.body == b'{"msg":"limit UNKNOWN on UNKNOWN","raw":"{{other}}","n":[1,"UNKNOWN"]}'
-    assert rules.decide(fields(), None, "initech") is None  # not in the cohort
+    assert decide(rules, fields(), None, "initech") is None  # not in the cohort
 
 
 def test_blocked_headers_carry_the_json_type_and_length() -> None:
     rules, _ = RuleSet.parse([regex("b", None, **block(451, {"e": 1}, {"Content-Length": "999", "X-Why": "law"}))], {})
-    decision = rules.decide(fields(), None, None)
+    decision = decide(rules, fields(), None, None)
     assert decision is not None
     assert decision.header_pairs() == [("X-Why", "law"), ("Content-Type", "application/json"), ("Content-Length", "7")]
 
@@ -290,3 +312,54 @@ def test_the_fetch_runs_in_the_background_and_start_returns_at_once() -> None:
         fake.resume()
         assert remote.wait_first(10)
         remote.close()
+
+
+# -- the fast paths against the reference ---------------------------------------------------------
+
+_PATTERN_CHARS = "ab/.-^$\\*?()[]\n"
+_VALUE_CHARS = "ab/.-^$\\*?\n"
+
+
+def _compiles(pattern: str) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
+patterns = st.text(alphabet=_PATTERN_CHARS, max_size=7).filter(_compiles)
+values = st.text(alphabet=_VALUE_CHARS, max_size=9)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(patterns, values)
+def test_plain_string_tests_agree_with_the_regex_engine(pattern: str, value: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = re.compile(pattern)
+    kind, literal = _plain(pattern, compiled)
+    assert _tester(kind, literal, compiled)(value) == (compiled.search(value) is not None), (kind, literal)
+
+
+PATHS = ("request.verb", "request.route", "request.headers.x-plan")
+groups = st.lists(st.tuples(st.sampled_from(PATHS), patterns), max_size=3)
+rule_configs = st.lists(groups, max_size=3)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(rule_configs, max_size=8), st.tuples(*(st.none() | values for _ in PATHS)))
+def test_the_generated_matcher_agrees_with_the_rules_checked_one_by_one(
+    configs: list[list[list[tuple[str, str]]]], call: tuple[str | None, ...]
+) -> None:
+    rules = [
+        parse_conditions([{"conditions": [{"path": p, "value": v} for p, v in group]} for group in config])
+        for config in configs
+    ]
+    named_values = dict(zip(PATHS, call, strict=True))
+    expected = [i for i, conditions in enumerate(rules) if conditions.matches(named_values)]
+    matcher = compile_matcher(rules, PATHS)
+    assert matcher is not None
+    assert matcher(call) == expected
