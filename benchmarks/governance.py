@@ -1,7 +1,7 @@
 """What Moesif's governance rules cost on the request path, in-process: the same app bare and with
 apimon, apimon with no rules, 10 and 100 rules in force (none of which matches the call, so every
-rule is checked and the app runs), alternated round by round in one process. Prints one JSON
-line; run by ``benchmarks.run``::
+rule is checked and the app runs), alternated round by round in one process. One framework
+prints one JSON line; ``measure`` runs all three (``benchmarks.run``'s section 6)::
 
     python -m benchmarks.governance FRAMEWORK ROUNDS PER_ROUND
 """
@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import time
+import timeit
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +23,74 @@ import orjson
 from benchmarks.inprocess import asgi_call, bench_rules, wsgi_call
 
 COUNTS = (0, 10, 100)
+FRAMEWORKS = ("flask", "starlette", "django")
+REPO = Path(__file__).resolve().parents[1]
+#: Issue 20's target: what 10 regex rules may add to a request.
+TEN_RULES_US = 5.0
+
+
+def measure(quick: bool) -> dict[str, Any]:
+    rounds, per_round = (4, 500) if quick else (10, 1000)
+    out: dict[str, Any] = {"frameworks": {}}
+    for fw in FRAMEWORKS:
+        command = ["taskset", "-c", "0", sys.executable, "-m", "benchmarks.governance", fw, str(rounds), str(per_round)]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
+        if proc.returncode != 0:
+            print(proc.stderr[-2000:], file=sys.stderr)
+            continue
+        out["frameworks"][fw] = orjson.loads(proc.stdout.strip().splitlines()[-1])["us"]
+        print(f"governance {fw}: {out['frameworks'][fw]}", flush=True)
+    # With no rules in force an adapter reads one attribute (``client.rules is None``) and goes on.
+    holder = type("Client", (), {"rules": None})()
+    n = 5_000_000
+    check = timeit.repeat("holder.rules is not None", globals={"holder": holder}, number=n, repeat=5)
+    empty = timeit.repeat("pass", number=n, repeat=5)
+    out["no_rules_ns"] = max(0.0, (min(check) - min(empty)) / n * 1e9)
+    return out
+
+
+def render(d: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## 6. Governance rules on the request path (in-process, µs per request)",
+        "",
+        "GET /ping with 0, 10 and 100 of Moesif's governance rules in force (regex rules on the verb"
+        " and route, a header, the client IP, a query parameter; none matches, so every rule is checked"
+        " and the app runs), the same app bare and with apimon alternated in one process on CPU 0.",
+        "",
+        "| framework | bare | apimon, no rules | 10 rules | 100 rules | 10 rules add | 100 rules add |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for fw, us in d.get("frameworks", {}).items():
+        lines.append(
+            f"| {fw} | {us['bare']:.1f} | {us['rules 0']:.1f} | {us['rules 10']:.1f} | {us['rules 100']:.1f} "
+            f"| {us['rules 10'] - us['rules 0']:+.1f} | {us['rules 100'] - us['rules 0']:+.1f} |"
+        )
+    if "no_rules_ns" in d:
+        lines += [
+            "",
+            f"With no rules in force an adapter's only governance work is reading `client.rules` (None):"
+            f" {d['no_rules_ns']:.0f} ns.",
+        ]
+    return lines
+
+
+def targets(d: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    rows = []
+    if "no_rules_ns" in d:
+        ns = d["no_rules_ns"]
+        rows.append(("governance with no rules: unmeasurable (under 0.1 µs)", f"{ns:.0f} ns", ns < 100))
+    for fw, us in d.get("frameworks", {}).items():
+        added = us["rules 10"] - us["rules 0"]
+        rows.append(
+            (
+                f"governance {fw}: 10 regex rules add under {TEN_RULES_US:.0f} µs",
+                f"{added:+.1f} µs",
+                added < TEN_RULES_US,
+            )
+        )
+    return rows
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks import distance, loopback
+from benchmarks import distance, governance, loopback
 from benchmarks.collector import Collector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,6 +206,7 @@ def render(
     quick: bool,
     dash: dict[str, Any] | None = None,
     dist: dict[str, Any] | None = None,
+    gov: dict[str, Any] | None = None,
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -292,8 +293,10 @@ def render(
         ]
         for page, ms in dash["full"].items():
             lines.append(f"| {page} | {dash['empty'][page]:.1f} | {ms:.1f} |")
+    if gov:
+        lines += governance.render(gov)
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
-    for row in targets(ip, lb, fl, dash or {}, dist):
+    for row in targets(ip, lb, fl, dash or {}, dist) + governance.targets(gov or {}):
         lines.append(f"| {row[0]} | {row[1]} | {'yes' if row[2] else '**no**'} |")
     return "\n".join(lines) + "\n"
 
@@ -392,7 +395,8 @@ def main() -> int:
     fl = flusher(events)
     dist = distance.measure(args.quick)
     dash = dashboard(20_000 if args.quick else 100_000)
-    text = render(ip, lb, fl, args.quick, dash, dist)
+    gov = governance.measure(args.quick)
+    text = render(ip, lb, fl, args.quick, dash, dist, gov)
     Path(args.output).write_text(text)
     print(text)
     return 0

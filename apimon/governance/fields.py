@@ -18,7 +18,7 @@ builder does later on the flusher.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,7 +27,35 @@ import orjson
 from apimon import headers as hdr
 from apimon.environ import environ_host, wire_path
 from apimon.event import build_uri
+from apimon.governance.conditions import MAX_VALUE
 from apimon.ipaddr import IP_HEADERS, client_ip
+
+# What a rule set reads of a call, decided once when the rules are parsed (:func:`readers`): a
+# kind and, for headers, the key each reader looks the header up by.
+VERB, ROUTE, HEADER, IP, QUERY, OTHER = range(6)
+Reader = tuple[int, str, str, bytes]  # (kind, path, environ key, ASGI header name)
+
+
+def readers(paths: Sequence[str]) -> tuple[Reader, ...]:
+    """How to read each of ``paths`` (see :meth:`RequestFields.read_all`)."""
+    out = []
+    for path in paths:
+        if path == "request.verb":
+            out.append((VERB, path, "", b""))
+        elif path == "request.route":
+            out.append((ROUTE, path, "", b""))
+        elif path == "request.ip_address":
+            out.append((IP, path, "", b""))
+        elif path.startswith("request.query."):
+            out.append((QUERY, path, path[14:], b""))
+        elif path.startswith("request.headers."):
+            name = path[16:]
+            key = name.upper().replace("-", "_")
+            key = key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+            out.append((HEADER, path, key, name.encode("latin-1")))
+        else:
+            out.append((OTHER, path, "", b""))
+    return tuple(out)
 
 
 class RequestFields:
@@ -81,16 +109,23 @@ class RequestFields:
         if path == "request.query":
             return self.query()
         if path.startswith("request.query."):
-            name, query = path[14:], self.query()
-            if name not in query:  # the common case, without parsing the query
-                return None
-            if self._query is None:
-                self._query = parse_qs(query, keep_blank_values=True)
-            found = self._query.get(name)
-            return found[0] if found else None
+            return self._param(path[14:], self.query())
         if path == "request.uri":
             return self.uri()
         return None
+
+    def _param(self, name: str, query: str) -> str | None:
+        if not query or name not in query:  # the common case, without parsing the query
+            return None
+        if self._query is None:
+            self._query = parse_qs(query, keep_blank_values=True)
+        found = self._query.get(name)
+        return found[0] if found else None
+
+    def read_all(self, wanted: Sequence[Reader]) -> tuple[str | None, ...]:
+        """Every field a rule set reads, in order, each cut to ``MAX_VALUE`` characters: one call
+        a request, the common fields (verb, path, a header, the IP) read inline."""
+        raise NotImplementedError
 
     def _parsed(self) -> Any:
         if self._json is None and self._body:
@@ -104,6 +139,7 @@ class RequestFields:
 #: Header names (lower case) to their environ keys; bounded, since rules name the headers.
 _ENVIRON_KEYS: dict[str, str] = {}
 _IP_ENVIRON_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in IP_HEADERS)
+_IP_ENVIRON_KEY_SET = frozenset(_IP_ENVIRON_KEYS)
 
 
 class EnvironFields(RequestFields):
@@ -112,8 +148,11 @@ class EnvironFields(RequestFields):
     __slots__ = ("_environ",)
 
     def __init__(self, environ: Mapping[str, Any], body: bytes | None = None) -> None:
-        super().__init__(body)
+        # Made for every governed call: the attributes set here, not through super().__init__.
         self._environ = environ
+        self._body = body
+        self._json = None
+        self._query = None
 
     def method(self) -> str:
         return str(self._environ.get("REQUEST_METHOD", "GET"))
@@ -143,6 +182,32 @@ class EnvironFields(RequestFields):
         found = tuple(map(self._environ.get, _IP_ENVIRON_KEYS))
         return found if any(found) else _NO_IP_HEADERS
 
+    def read_all(self, wanted: Sequence[Reader]) -> tuple[str | None, ...]:
+        environ = self._environ
+        get = environ.get
+        out: list[str | None] = []
+        for kind, path, key, _ in wanted:
+            if kind == HEADER:
+                value = get(key)
+            elif kind == VERB:
+                value = get("REQUEST_METHOD", "GET").upper()
+            elif kind == ROUTE:
+                raw_uri = get("RAW_URI")  # gunicorn's: the common case inline, else the full rule
+                value = raw_uri.partition("?")[0] if raw_uri and raw_uri[:1] == "/" else wire_path(environ)
+            elif kind == IP:
+                # Most calls carry no proxy header: eight lookups in C say so.
+                if environ.keys().isdisjoint(_IP_ENVIRON_KEY_SET):
+                    peer = get("REMOTE_ADDR")
+                    value = _PEER_IPS[peer] if peer in _PEER_IPS else peer_ip(peer)
+                else:
+                    value = client_ip(tuple(map(get, _IP_ENVIRON_KEYS)), get("REMOTE_ADDR"))
+            elif kind == QUERY:
+                value = self._param(key, get("QUERY_STRING", ""))
+            else:
+                value = self.value(path)
+            out.append(value if value is None or len(value) <= MAX_VALUE else value[:MAX_VALUE])
+        return tuple(out)
+
     def peer(self) -> str | None:
         peer = self._environ.get("REMOTE_ADDR")
         return None if peer is None else str(peer)
@@ -159,9 +224,11 @@ class ScopeFields(RequestFields):
     __slots__ = ("_scope", "_by_name")
 
     def __init__(self, scope: Mapping[str, Any], body: bytes | None = None) -> None:
-        super().__init__(body)
         self._scope = scope
         self._by_name: dict[bytes, bytes] | None = None
+        self._body = body
+        self._json = None
+        self._query = None
 
     def method(self) -> str:
         return str(self._scope.get("method", "GET"))
@@ -201,12 +268,46 @@ class ScopeFields(RequestFields):
             return _NO_IP_HEADERS
         return tuple(None if v is None else v.decode("latin-1") for v in found)
 
+    def read_all(self, wanted: Sequence[Reader]) -> tuple[str | None, ...]:
+        out: list[str | None] = []
+        for kind, path, _, name in wanted:
+            if kind == HEADER:
+                raw = self._names().get(name)
+                value = None if raw is None else raw.decode("latin-1")
+            elif kind == VERB:
+                value = str(self._scope.get("method", "GET")).upper()
+            elif kind == ROUTE:
+                value = self.path()
+            elif kind == IP:
+                value = client_ip(self.ip_header_values(), self.peer())
+            elif kind == QUERY:
+                value = self._param(path[14:], self.query())
+            else:
+                value = self.value(path)
+            out.append(value if value is None or len(value) <= MAX_VALUE else value[:MAX_VALUE])
+        return tuple(out)
+
     def peer(self) -> str | None:
         client = self._scope.get("client")
         return str(client[0]) if client else None
 
     def headers(self) -> dict[str, str]:
         return hdr.merge(self._scope.get("headers") or ())
+
+
+_PEER_IPS: dict[str | None, str | None] = {}
+
+
+def peer_ip(peer: str | None) -> str | None:
+    """The client address of a call that carries no proxy header: its peer's, as ``client_ip``
+    gives it (a plain dict, bounded: cheaper than the lru_cache's key for the common case)."""
+    try:
+        return _PEER_IPS[peer]
+    except KeyError:
+        ip = client_ip(_NO_IP_HEADERS, peer)
+        if len(_PEER_IPS) < 4096:
+            _PEER_IPS[peer] = ip
+        return ip
 
 
 _IP_SCOPE_KEYS = tuple(name.lower().encode("latin-1") for name in IP_HEADERS)

@@ -11,7 +11,6 @@ from typing import Any
 from apimon._guard import log_once
 from apimon.config import Config
 from apimon.counters import Counters
-from apimon.governance.conditions import read_values
 from apimon.governance.fields import RequestFields
 from apimon.governance.rules import Decision, RuleSet
 from apimon.record import RawCall
@@ -42,7 +41,7 @@ class Governor:
 
     def decide(self, rules: RuleSet, fields: RequestFields, raw: RawCall, native: Any) -> Decision | None:
         try:
-            values = read_values(fields, rules.paths)
+            values = fields.read_all(rules.readers)
             user_id = company_id = None
             if rules.needs_user or rules.needs_company:
                 user_id, company_id = self._identify(raw, native, fields, rules.needs_user, rules.needs_company)

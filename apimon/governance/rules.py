@@ -32,6 +32,7 @@ import orjson
 
 from apimon.governance.compiled import Matcher, compile_matcher
 from apimon.governance.conditions import Conditions, RuleError, parse_conditions
+from apimon.governance.fields import Reader, readers
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _TEMPLATE = re.compile(r"\{\{([^{}]+)\}\}")
@@ -101,6 +102,8 @@ class RuleSet:
     paths: tuple[str, ...] = ()
     #: The regex rules' conditions as one generated function (None: checked one by one).
     matcher: Matcher | None = None
+    #: How a call's values for :attr:`paths` are read (``RequestFields.read_all``).
+    readers: tuple[Reader, ...] = ()
 
     @property
     def needs_user(self) -> bool:
@@ -137,6 +140,7 @@ class RuleSet:
             count=sum(len(kind) for kind in parsed.values()),
             paths=paths,
             matcher=compile_matcher([r.conditions for r in parsed["regex"]], paths),
+            readers=readers(paths),
         )
         return ruleset, errors
 

@@ -363,3 +363,53 @@ def test_the_generated_matcher_agrees_with_the_rules_checked_one_by_one(
     matcher = compile_matcher(rules, PATHS)
     assert matcher is not None
     assert matcher(call) == expected
+
+
+ALL_PATHS = [
+    "request.verb",
+    "request.route",
+    "request.uri",
+    "request.ip_address",
+    "request.headers.x-plan",
+    "request.headers.content-type",
+    "request.headers.x-missing",
+    "request.query",
+    "request.query.plan",
+    "request.query.none",
+    "request.body.action",
+    "request.nothing",
+]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [("X-Forwarded-For", "10.0.0.1, 198.51.100.9"), ("X-Plan", "gold"), ("Content-Type", "application/json")],
+        [("CF-Connecting-IP", "8.8.8.8"), ("X-Plan", "a"), ("X-Plan", "b")],
+    ],
+)
+def test_each_reader_reads_what_value_reads_and_wsgi_and_asgi_agree(headers: list[tuple[str, str]]) -> None:
+    from apimon.governance.fields import ScopeFields, readers
+
+    body = b'{"action": "pay"}'
+    # Repeated headers reach a WSGI app joined; ASGI keeps them apart.
+    joined: dict[str, str] = {}
+    for name, value in headers:
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    environ_fields = fields("post", "/orders/7", list(joined.items()), body)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "scheme": "https",
+        "path": "/orders/7",
+        "raw_path": b"/orders/7",
+        "query_string": b"plan=free&x=1",
+        "headers": [(b"host", b"api.example.com")] + [(n.lower().encode(), v.encode()) for n, v in headers],
+        "client": ("203.0.113.5", 4000),
+    }
+    scope_fields = ScopeFields(scope, body)
+    wanted = readers(ALL_PATHS)
+    by_value = read_values(environ_fields, ALL_PATHS)
+    assert environ_fields.read_all(wanted) == by_value
+    assert scope_fields.read_all(wanted) == read_values(scope_fields, ALL_PATHS) == by_value
