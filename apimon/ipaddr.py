@@ -77,8 +77,7 @@ def _candidates(values: tuple[str | None, ...]) -> Iterator[str]:
 
 def header_values(headers: Mapping[str, str]) -> tuple[str | None, ...]:
     """The :data:`IP_HEADERS` of a canonical header map, for :func:`client_ip`."""
-    get = headers.get
-    return tuple(get(name) for name in IP_HEADERS)
+    return tuple(map(headers.get, IP_HEADERS))  # in C: this runs for every event
 
 
 @lru_cache(maxsize=4096)
