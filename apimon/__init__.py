@@ -52,6 +52,7 @@ def init(**options: Any) -> Client:
     if old is not None:
         logger.info("apimon: init() called again; the previous client was flushed and replaced")
         old.shutdown(old.config.shutdown_timeout)
+    _outgoing(config)
     return new
 
 
@@ -72,7 +73,16 @@ def ensure_client(options: dict[str, Any] | None = None) -> Client:
     with _lock:
         if _client is None:
             _client = Client(config)
+            _outgoing(config)
         return _client
+
+
+def _outgoing(config: Config) -> None:
+    """``capture_outgoing``: instrument the HTTP clients installed (imported only then)."""
+    if config.capture_outgoing:
+        from apimon.integrations import clients
+
+        clients.instrument()
 
 
 def flush(timeout: float = 5.0) -> bool:

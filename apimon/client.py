@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import random
+import threading
 import time
 from typing import Any
 
@@ -25,6 +26,7 @@ from apimon.governance.gate import Governor
 from apimon.governance.rules import RuleSet
 from apimon.identity import user_from_headers
 from apimon.outbox import OutboxShipper
+from apimon.outgoing import MAX_HELD_CHILDREN
 from apimon.overload import OverloadSampler
 from apimon.pipeline import Pipeline
 from apimon.record import RawCall
@@ -57,9 +59,6 @@ class Client:
         self.sinks: list[Sink] = built.sinks
         self.shippers: list[OutboxShipper] = built.shippers
         self.remote = built.remote
-        if self.remote is not None:
-            # Moesif's config and rules, fetched in the background: never blocks start-up.
-            self.remote.start()
         self.pipeline = Pipeline(config, self.counters, self.sinks)
         self.overload = OverloadSampler(self._pressure, enabled=config.samples_overload)
         for shipper in self.shippers:
@@ -77,6 +76,7 @@ class Client:
             budget=self.budget,
             size_of=_held_bytes,
             tick=self.overload.tick,
+            on_start=self._background_started,
         )
         self._sample_rate = config.sample_rate
         #: True when admit() would admit every call (no sampling, no skip hook): adapters skip it.
@@ -90,6 +90,7 @@ class Client:
         #: Adapters call this once a call is admitted; ``complete`` counts it ``captured`` when its
         #: response ends, so ``stats()["unfinished"]`` is the calls still between the two.
         self.started = self.counters.incrementer("started")
+        self._children_lock = threading.Lock()
         if config.debug:
             logger.setLevel(logging.DEBUG)
 
@@ -109,10 +110,17 @@ class Client:
         self._captured = self.counters.incrementer("captured")
         self._sampled_overload = self.counters.incrementer("sampled_overload")
         self.started = self.counters.incrementer("started")
+        self._children_lock = threading.Lock()
         for sink in self.sinks:
             sink.after_fork()
         for shipper in self.shippers:
             shipper.after_fork()
+
+    def _background_started(self) -> None:
+        # Moesif's config and rules are fetched by a thread of their own, started with the
+        # flusher's at the first call of each process, never at import or construction: a thread
+        # running in a pre-fork master (gunicorn --preload) while it forks its workers can leave a
+        # worker a lock it never gets back (an import, a connection).
         if self.remote is not None:
             self.remote.start()
 
@@ -173,25 +181,63 @@ class Client:
     def complete(self, raw: RawCall, native_request: Any, native_response: Any = None) -> None:
         """Run the user hooks for a finished call and queue it. Never raises, never blocks."""
         try:
-            self._captured()
             overload = self.overload
             if overload.n > 1 and not overload.keep(raw):
+                self._captured()
                 self._sampled_overload()
-                return
-            if self._has_finish_hooks:
-                self._run_hooks(raw, native_request, native_response)
-            if not self.flusher.put(raw):
-                self.counters.incr("dropped_queue_full")
-                overload.overflowed(time.monotonic())
-                log_once(
-                    "queue-full",
-                    "apimon: the event queue is full (%d events or %d bytes); new events are dropped and counted",
-                    self.config.max_queue,
-                    self.config.max_queue_bytes,
-                )
+            else:
+                if self._has_finish_hooks:
+                    self._run_hooks(raw, native_request, native_response)
+                self._enqueue(raw)
+            # The outgoing calls made inside this call, held until now, go right after it.
+            raw.ended = True
+            if raw.children is not None:
+                self._release_children(raw)
         except Exception:
             self.counters.incr("internal_errors")
             log_once("complete", "apimon: recording a call failed", exc_info=True)
+
+    def complete_outgoing(self, raw: RawCall) -> None:
+        """Queue a finished outgoing call; one made inside an incoming call that is still going
+        waits for it (its event then follows the parent's, and inherits its user)."""
+        parent = raw.parent
+        if parent is not None and not parent.ended:
+            held = False
+            with self._children_lock:
+                if not parent.ended:
+                    children = parent.children
+                    if children is None:
+                        children = parent.children = []
+                    if len(children) < MAX_HELD_CHILDREN:
+                        children.append(raw)
+                        held = True
+            if held:
+                if parent.ended:  # it ended while this one was being attached
+                    self._release_children(parent)
+                return
+        if self.overload.n > 1 and not self.overload.keep(raw):
+            self._captured()
+            self._sampled_overload()
+            return
+        self._enqueue(raw)
+
+    def _release_children(self, parent: RawCall) -> None:
+        with self._children_lock:
+            children, parent.children = parent.children, None
+        for child in children or ():
+            self._enqueue(child)
+
+    def _enqueue(self, raw: RawCall) -> None:
+        self._captured()
+        if not self.flusher.put(raw):
+            self.counters.incr("dropped_queue_full")
+            self.overload.overflowed(time.monotonic())
+            log_once(
+                "queue-full",
+                "apimon: the event queue is full (%d events or %d bytes); new events are dropped and counted",
+                self.config.max_queue,
+                self.config.max_queue_bytes,
+            )
 
     def _run_hooks(self, raw: RawCall, native_request: Any, native_response: Any) -> None:
         config = self.config

@@ -83,6 +83,10 @@ class Config:
     user_id_claim: str = "sub"
     # Moesif's governance rules (apimon.governance): None is on when Moesif is (False: off).
     governance: bool | None = None
+    # Outgoing calls (apimon.outgoing): instrument the installed HTTP clients at init, and hosts
+    # (names, lower case) whose calls are never recorded.
+    capture_outgoing: bool = False
+    outgoing_skip_hosts: frozenset[str] = frozenset()
     mask_event: Hook | None = None
     batch_size: int = 100
     max_batch_bytes: int = 5_000_000
@@ -182,9 +186,19 @@ _ENV: dict[str, str] = {
     "durable": "APIMON_DURABLE",
     "enabled": "APIMON_ENABLED",
     "debug": "APIMON_DEBUG",
+    "capture_outgoing": "APIMON_CAPTURE_OUTGOING",
 }
 
-_BOOLS = {"moengage_bulk", "durable", "enabled", "log_body", "debug", "overload_sampling", "governance"}
+_BOOLS = {
+    "moengage_bulk",
+    "durable",
+    "enabled",
+    "log_body",
+    "debug",
+    "overload_sampling",
+    "governance",
+    "capture_outgoing",
+}
 _HOOKS = {"skip", "identify_user", "identify_company", "get_session_token", "get_metadata", "mask_event"}
 _POSITIVE_INTS = {
     "max_body_bytes": (0, 1 << 30),
@@ -226,6 +240,11 @@ def _coerce(name: str, raw: Any) -> Any:
         if not all(isinstance(x, str) for x in names) or not [x for x in names if x.strip()]:
             raise ValueError(f"apimon: option {name} must name at least one header")
         return tuple(canonical(x.strip()) for x in names if x.strip())
+    if name == "outgoing_skip_hosts":
+        hosts = raw.split(",") if isinstance(raw, str) else raw
+        if not all(isinstance(x, str) for x in hosts):
+            raise ValueError(f"apimon: option {name} must be a list of host names")
+        return frozenset(x.strip().lower() for x in hosts if x.strip())
     if name in ("redact_headers", "redact_body_fields"):
         if isinstance(raw, str) or not all(isinstance(x, str) for x in raw):
             raise ValueError(f"apimon: option {name} must be a list of strings")

@@ -19,6 +19,7 @@ from apimon.record import RawCall
 from apimon.tee import BodyTee
 
 _NO_BODY_STATUSES = frozenset({204, 304})
+OUTGOING = "Outgoing"
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
@@ -145,19 +146,32 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
     req_headers = hdr.merge(raw.req_headers)
     resp_headers = hdr.merge(raw.resp_headers)
 
-    authorization = req_headers.get("Authorization")
-    user_id = (
-        raw.user_id
-        or raw.framework_user
-        or user_from_headers(req_headers, config.user_id_headers, config.user_id_claim)
-    )
-    session_token = raw.session_token
-    if session_token is None:
-        credential = authorization or raw.session_cookie
-        if credential:
-            session_token = session_hash(credential)
-
-    ip = client_ip(header_values(req_headers), raw.peer)
+    outgoing = raw.direction == OUTGOING
+    parent = raw.parent
+    company_id = raw.company_id
+    if not outgoing:
+        authorization = req_headers.get("Authorization")
+        user_id = (
+            raw.user_id
+            or raw.framework_user
+            or user_from_headers(req_headers, config.user_id_headers, config.user_id_claim)
+        )
+        session_token = raw.session_token
+        if session_token is None:
+            credential = authorization or raw.session_cookie
+            if credential:
+                session_token = session_hash(credential)
+        ip = client_ip(header_values(req_headers), raw.peer)
+        # For the outgoing calls made inside this one, built right after it.
+        raw.resolved_user, raw.resolved_company, raw.resolved_session = user_id, company_id, session_token
+    else:
+        # An outgoing call's credentials are the app's, towards another API: its user, company
+        # and session are those of the incoming call it was made in, if any.
+        user_id, session_token, ip = raw.user_id, raw.session_token, None
+        if parent is not None:
+            user_id = user_id or parent.resolved_user
+            company_id = company_id or parent.resolved_company
+            session_token = session_token or parent.resolved_session
 
     request: dict[str, Any] = {
         "time": iso_ms(raw.start),
@@ -168,6 +182,8 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
         request["api_version"] = raw.api_version
     if ip:
         request["ip_address"] = ip
+    # An outgoing call that got no answer (refused, timed out) has no response (the seed: "not
+    # set implies no response received"); an incoming one that raised answered 500.
     response: dict[str, Any] = {"time": iso_ms(raw.end), "status": raw.status or 500}
 
     truncated: dict[str, int | None] = {}
@@ -189,7 +205,7 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
                 raw.resp_whole,
                 raw.resp_body,
                 resp_headers.get("Content-Type"),
-                resp_headers.get("Content-Encoding"),
+                None if raw.resp_decoded else resp_headers.get("Content-Encoding"),
                 config,
                 "response.body",
                 truncated,
@@ -199,16 +215,17 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
     request["headers"] = hdr.redact(req_headers, config.redact_headers)
     response["headers"] = hdr.redact(resp_headers, config.redact_headers)
 
-    event: dict[str, Any] = {
-        "request": request,
-        "response": response,
-        "transaction_id": transaction_ids.next(),
-        "direction": "Incoming",
-    }
+    transaction_id = raw.transaction_id or transaction_ids.next()
+    raw.transaction_id = transaction_id  # the same id if the pipeline builds this call again
+    event: dict[str, Any] = {"request": request}
+    if not (outgoing and not raw.status):
+        event["response"] = response
+    event["transaction_id"] = transaction_id
+    event["direction"] = raw.direction
     if user_id:
         event["user_id"] = user_id
-    if raw.company_id:
-        event["company_id"] = raw.company_id
+    if company_id:
+        event["company_id"] = company_id
     if session_token:
         event["session_token"] = session_token
 
@@ -222,6 +239,10 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
         apimon_meta["error"] = raw.error
     if raw.incomplete:
         apimon_meta["incomplete"] = raw.incomplete
+    if parent is not None:
+        if parent.transaction_id is None:  # the parent was never built (dropped): it gets one now
+            parent.transaction_id = transaction_ids.next()
+        apimon_meta["parent"] = parent.transaction_id
     if apimon_meta:
         existing = metadata.get("apimon")
         metadata["apimon"] = {**existing, **apimon_meta} if isinstance(existing, dict) else apimon_meta

@@ -45,7 +45,8 @@ class Flusher:
     ``prepare(item)`` returns what ``handle`` gets in its batches, or None for an item that is
     dropped (``prepare`` counts it); without ``prepare``, queued items are handed on as they are.
     With a ``budget``, each queued item is charged ``size_of(item)`` bytes until it is prepared.
-    ``tick(now)`` runs on the worker every :data:`TICK` seconds while it runs.
+    ``tick(now)`` runs on the worker every :data:`TICK` seconds while it runs; ``on_start()`` runs
+    once its thread has started in this process (the first ``put``, again in a forked child).
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class Flusher:
         budget: Budget | None = None,
         size_of: Callable[[Any], int] | None = None,
         tick: Callable[[float], None] | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self._handle = handle
         self._prepare = prepare
@@ -74,6 +76,7 @@ class Flusher:
         self._interval = flush_interval
         self._on_internal_error = on_internal_error
         self._after_fork_hook = after_fork
+        self._on_start = on_start
         self._reset()
         ref = weakref.WeakMethod(self._after_fork)
         os.register_at_fork(after_in_child=lambda: _call_ref(ref))
@@ -139,6 +142,8 @@ class Flusher:
                 # Interpreter shutdown (3.12+ refuses new threads): the exit flush runs inline.
                 return
             self._thread = thread
+        if self._on_start is not None:
+            self._on_start()
 
     # -- worker -------------------------------------------------------------------------------
 

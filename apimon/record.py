@@ -47,6 +47,19 @@ class RawCall:
     incomplete: str | None = None
     # The id of the governance rule that answered this call instead of the app.
     blocked_by: str | None = None
+    # Outgoing calls (apimon.outgoing): the direction, the incoming call they were made in, and,
+    # on an incoming call, the finished outgoing calls it holds until it ends (see Client).
+    direction: str = "Incoming"
+    # The response body was kept as the app read it, decoded already (its Content-Encoding done).
+    resp_decoded: bool = False
+    parent: RawCall | None = None
+    children: list[RawCall] | None = None
+    ended: bool = False
+    # Set by the event build, for the outgoing calls made inside this one (built right after it).
+    transaction_id: str | None = None
+    resolved_user: str | None = None
+    resolved_company: str | None = None
+    resolved_session: str | None = None
     weight: int | None = None
     # A body that arrived in one piece within the cap, kept as the app's own bytes object (no
     # copy, and no BodyTee on the request path or later: the event builder reads it as it is).

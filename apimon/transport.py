@@ -20,6 +20,7 @@ import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from apimon._version import __version__
+from apimon.outgoing import _internal
 
 USER_AGENT = f"apimon/{__version__}"
 PERMANENT = frozenset({400, 401, 403, 404, 405, 406, 409, 410, 415})
@@ -105,12 +106,18 @@ class Transport:
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
     ) -> Response:
+        # apimon's own HTTP is never recorded as an outgoing call (apimon.outgoing).
+        mark = _internal.__dict__
+        previous = mark.get("active", False)
+        mark["active"] = True
         try:
             return self._request(method, path, body, headers, reuse=True)
         except _Stale:
             # A kept connection the server had closed (the race IDLE_CHECK leaves open): once
             # more on a new one, as urllib3's pool and OTel's exporter do.
             return self._request(method, path, body, headers, reuse=False)
+        finally:
+            mark["active"] = previous
 
     def _request(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None, reuse: bool

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 import apimon
+from apimon import outgoing
 from apimon.client import Client
 from apimon.governance.fields import ScopeFields
 from apimon.governance.gate import content_length, with_headers_bytes
@@ -200,12 +201,17 @@ class ApimonMiddleware:
             return message
 
         app = self.app if decision is None or decision.blocked_by is None else _answer(decision, cap if log_body else 0)
+        # Outgoing calls the app makes meanwhile (its tasks too) are linked to this one.
+        token = outgoing.incoming(raw) if outgoing.active else None
         try:
             # Bodies are teed lazily, at their first bytes: a GET costs no buffers.
             await app(scope, receive_tee if log_body else receive, send_tee)
         except BaseException as exc:
             finish(exc)
             raise
+        finally:
+            if token is not None:
+                outgoing.leave(token)
         if not done:
             # The app returned without ending the response (client gone, or an app bug): record
             # what was seen, and say so.

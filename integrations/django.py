@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django
     raise ImportError("apimon.integrations.django needs Django: pip install 'apimon[django]'") from exc
 
 import apimon
+from apimon import outgoing
 from apimon.client import Client
 from apimon.environ import resolve_environ
 from apimon.governance.fields import EnvironFields
@@ -125,11 +126,15 @@ class ApimonMiddleware:
         decision = state.decision
         if decision is not None and decision.blocked_by is not None:
             return self._answer(state, request, decision)
+        token = outgoing.incoming(state.raw) if outgoing.active and state.raw is not None else None
         try:
             response = self.get_response(request)
         except BaseException as exc:
             self._failed(state, request, exc)
             raise
+        finally:
+            if token is not None:
+                outgoing.leave(token)
         return self._responded(state, request, response)
 
     async def __acall__(self, request: HttpRequest) -> Any:
@@ -139,11 +144,15 @@ class ApimonMiddleware:
         decision = state.decision
         if decision is not None and decision.blocked_by is not None:
             return self._answer(state, request, decision)
+        token = outgoing.incoming(state.raw) if outgoing.active and state.raw is not None else None
         try:
             response = await self.get_response(request)
         except BaseException as exc:
             self._failed(state, request, exc)
             raise
+        finally:
+            if token is not None:
+                outgoing.leave(token)
         return self._responded(state, request, response)
 
     def _answer(self, state: _State, request: HttpRequest, decision: Decision) -> HttpResponse:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import apimon
+from apimon import outgoing
 from apimon.client import Client
 from apimon.environ import resolve_environ
 from apimon.governance.fields import EnvironFields
@@ -130,6 +131,8 @@ class ApimonMiddleware:
             client.complete(raw, environ)
 
         app = self.app if decision is None or decision.blocked_by is None else _answer(decision)
+        # Outgoing calls the app makes meanwhile are linked to this one (apimon.outgoing).
+        token = outgoing.incoming(raw) if outgoing.active else None
         try:
             inner = app(environ, _start_response)
         except BaseException as exc:
@@ -138,6 +141,9 @@ class ApimonMiddleware:
             raw.end = time.time()
             _on_end(False)
             raise
+        finally:
+            if token is not None:
+                outgoing.leave(token)
         cls = SizedTeeIterator if isinstance(inner, (list, tuple)) else TeeIterator  # noqa: UP038
         return cls(inner, raw, _on_end, cap)
 
