@@ -36,6 +36,14 @@ def user_from(authorization: str | None) -> str | None:
     return None
 
 
+def partner_url(framework: str) -> str:
+    """Where ``/partner`` calls: the partner API the outgoing-call tests run
+    (``APIMON_SAMPLE_PARTNER``), asked which framework called."""
+    import os
+
+    return os.environ.get("APIMON_SAMPLE_PARTNER", "http://127.0.0.1:9") + f"/json?from={framework}"
+
+
 def company_from_header(request: Any, response: Any) -> str | None:
     """An ``identify_company`` hook: the ``X-Company`` request header (the governance tests
     turn it on with ``APIMON_SAMPLE_COMPANY_HEADER=1``)."""

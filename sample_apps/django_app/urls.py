@@ -19,6 +19,7 @@ urlpatterns = [
     path("cookies", views.cookies),
     path("cached", views.cached),
     path("me", views.me),
+    path("partner", views.partner),
     path("login", views.login),
     path("boom", views.boom),
 ]

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from sample_apps.common import BINARY, COOKIES, ETAG, GZIPPED, LARGE, SSE_EVENTS, Items, dumps, user_from
+from sample_apps.common import BINARY, COOKIES, ETAG, GZIPPED, LARGE, SSE_EVENTS, Items, dumps, partner_url, user_from
 
 items = Items()
 
@@ -145,6 +145,13 @@ def me(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 def login(request: HttpRequest) -> HttpResponse:
     return _json({"token": "not-a-real-token", "ok": True})
+
+
+def partner(request: HttpRequest) -> HttpResponse:
+    # An outgoing call made while serving this one (the outgoing-call tests).
+    import requests
+
+    return _json(requests.get(partner_url("django"), timeout=10).json())
 
 
 def boom(request: HttpRequest) -> HttpResponse:

@@ -11,7 +11,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
-from sample_apps.common import BINARY, COOKIES, ETAG, GZIPPED, LARGE, SSE_EVENTS, Items, dumps, user_from
+from sample_apps.common import BINARY, COOKIES, ETAG, GZIPPED, LARGE, SSE_EVENTS, Items, dumps, partner_url, user_from
 
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 items = Items()
@@ -146,6 +146,16 @@ async def me(request: Request) -> Response:
 @app.post("/login")
 async def login() -> Response:
     return _json({"token": "not-a-real-token", "ok": True})
+
+
+@app.get("/partner")
+async def partner() -> Response:
+    # An outgoing call made while serving this one (the outgoing-call tests).
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.get(partner_url("fastapi"))
+    return _json(answer.json())
 
 
 @app.get("/boom")

@@ -24,6 +24,7 @@ from sample_apps.common import (
     Items,
     dumps,
     options_from_env,
+    partner_url,
     user_from,
 )
 
@@ -135,6 +136,13 @@ def create_app() -> Flask:
     @app.post("/login")
     def login() -> Any:
         return _json({"token": "not-a-real-token", "ok": True})
+
+    @app.get("/partner")
+    def partner() -> Any:
+        # An outgoing call made while serving this one (the outgoing-call tests).
+        import requests
+
+        return _json(requests.get(partner_url("flask"), timeout=10).json())
 
     @app.get("/_apimon/stats")
     def apimon_stats() -> Any:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from sample_apps.common import BINARY, COOKIES, ETAG, GZIPPED, LARGE, SSE_EVENTS, Items, dumps, user_from
+from sample_apps.common import BINARY, COOKIES, ETAG, GZIPPED, LARGE, SSE_EVENTS, Items, dumps, partner_url, user_from
 
 items = Items()
 
@@ -133,6 +133,15 @@ async def login(request: Request) -> Response:
     return _json({"token": "not-a-real-token", "ok": True})
 
 
+async def partner(request: Request) -> Response:
+    # An outgoing call made while serving this one (the outgoing-call tests).
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.get(partner_url("starlette"))
+    return _json(answer.json())
+
+
 async def boom(request: Request) -> Response:
     raise RuntimeError("the sample app raised on purpose")
 
@@ -155,6 +164,7 @@ routes = [
     Route("/me", me),
     Route("/login", login, methods=["POST"]),
     Route("/boom", boom),
+    Route("/partner", partner),
 ]
 
 app = Starlette(routes=routes)
