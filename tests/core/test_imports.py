@@ -7,7 +7,8 @@ import sys
 def test_core_imports_no_framework() -> None:
     code = (
         "import sys, apimon, apimon.event, apimon.client, apimon.store, apimon.cli, apimon.integrations.wsgi\n"
-        "bad = [m for m in ('flask', 'django', 'starlette', 'fastapi', 'werkzeug') if m in sys.modules]\n"
+        "libs = ('flask', 'django', 'starlette', 'fastapi', 'werkzeug', 'httpx', 'requests', 'aiohttp')\n"
+        "bad = [m for m in libs if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
