@@ -42,6 +42,7 @@ def item_from_stored(call: StoredCall) -> Item:
         status=call.status,
         user_id=call.user_id,
         company_id=call.company_id,
+        direction=call.direction,
     )
 
 

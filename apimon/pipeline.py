@@ -124,6 +124,7 @@ class Pipeline:
             raw.request_bytes,
             raw.response_bytes,
             event["request"].get("ip_address") if isinstance(event.get("request"), dict) else None,
+            raw.direction,
         )
 
     def _event(self, raw: RawCall, check_depth: bool) -> dict[str, Any] | None:

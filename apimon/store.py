@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS calls (
     company_id TEXT,
     size INTEGER NOT NULL,
     shipped INTEGER NOT NULL DEFAULT 0,
-    event BLOB NOT NULL
+    event BLOB NOT NULL,
+    direction TEXT NOT NULL DEFAULT 'Incoming'
 );
 CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts);
 CREATE INDEX IF NOT EXISTS calls_status ON calls (status);
@@ -49,7 +50,13 @@ CREATE INDEX IF NOT EXISTS calls_company ON calls (company_id);
 SHIPPED_MOESIF = 1
 SHIPPED_MOENGAGE = 2
 
-_COLUMNS = "id, shipped, transaction_id, ts, verb, path, route, status, duration_ms, user_id, company_id, size, event"
+_COLUMNS = (
+    "id, shipped, transaction_id, ts, verb, path, route, status, duration_ms, user_id, company_id, size, event,"
+    " direction"
+)
+# A store written by apimon before 0.5.0 has no direction column: its calls are all incoming.
+_MIGRATIONS = (("direction", "ALTER TABLE calls ADD COLUMN direction TEXT NOT NULL DEFAULT 'Incoming'"),)
+_LATE_INDEXES = "CREATE INDEX IF NOT EXISTS calls_direction ON calls (direction);"
 _BYTES_CHECK_EVERY = 64
 OPEN_RETRY_SECONDS = 5.0
 
@@ -70,6 +77,7 @@ class StoredCall:
     event_json: bytes
     id: int | None = None
     shipped: int = 0  # bit per destination that acknowledged the call (SHIPPED_MOESIF, SHIPPED_MOENGAGE)
+    direction: str = "Incoming"  # or "Outgoing": a call the app made (apimon.outgoing)
 
     def event(self) -> dict[str, Any]:
         value: dict[str, Any] = orjson.loads(self.event_json)
@@ -105,6 +113,14 @@ class Store:
         self._pid = -1
         self._batches = 0
         self._size_estimate: int | None = None
+        self._old = False  # a read-only store written by an apimon before the direction column
+
+    @property
+    def columns(self) -> str:
+        """The columns a :class:`StoredCall` is read from (see :meth:`_row`)."""
+        if self._conn is None:
+            self.open()  # whether this store has every column is known once it is open
+        return _COLUMNS.replace(" direction", " 'Incoming' AS direction") if self._old else _COLUMNS
 
     def _connect(self) -> sqlite3.Connection:
         pid = os.getpid()
@@ -117,6 +133,7 @@ class Store:
                 if not os.path.exists(self.path):
                     raise StoreError(f"no apimon store at {self.path}")
                 conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+                self._old = "direction" not in _column_names(conn)
             else:
                 if not os.path.exists(self.path):
                     # Owner-only: captured traffic may hold personal data.
@@ -139,6 +156,7 @@ class Store:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(SCHEMA)
+                _migrate(conn)
                 return conn
             except sqlite3.OperationalError as exc:
                 conn.close()
@@ -180,6 +198,7 @@ class Store:
                 len(c.event_json),
                 c.shipped,
                 c.event_json,
+                c.direction,
             )
             for c in calls
         ]
@@ -188,7 +207,7 @@ class Store:
         with self.transaction() as conn:
             conn.executemany(
                 "INSERT INTO calls (transaction_id, ts, verb, path, route, status, duration_ms, user_id,"
-                " company_id, size, shipped, event) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " company_id, size, shipped, event, direction) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             return self._prune(conn)
@@ -272,14 +291,28 @@ class Store:
             company_id=row["company_id"],
             event_json=bytes(row["event"]),
             shipped=row["shipped"],
+            direction=row["direction"],
         )
 
     def recent(
-        self, limit: int = 20, status_class: int | None = None, path_glob: str | None = None, user_id: str | None = None
+        self,
+        limit: int = 20,
+        status_class: int | None = None,
+        path_glob: str | None = None,
+        user_id: str | None = None,
+        direction: str | None = None,
     ) -> list[StoredCall]:
-        """The newest calls first, filtered by status class (5 for 5xx), path glob and user."""
+        """The newest calls first, filtered by status class (5 for 5xx), path glob, user and
+        direction (``Incoming`` or ``Outgoing``)."""
         where: list[str] = []
         params: list[Any] = []
+        if direction:
+            columns = self.columns  # opens the store: whether it has the column is known then
+            if "AS direction" not in columns:
+                where.append("direction = ?")
+                params.append(direction)
+            elif direction != "Incoming":
+                return []
         if status_class is not None:
             where.append("status >= ? AND status < ?")
             params += [status_class * 100, status_class * 100 + 100]
@@ -291,23 +324,23 @@ class Store:
             where.append("user_id = ?")
             params.append(user_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self.query(f"SELECT {_COLUMNS} FROM calls {clause} ORDER BY id DESC LIMIT ?", [*params, limit])
+        rows = self.query(f"SELECT {self.columns} FROM calls {clause} ORDER BY id DESC LIMIT ?", [*params, limit])
         return [self._row(r) for r in rows]
 
     def get(self, key: str) -> StoredCall | None:
         """A call by its numeric id or its transaction_id."""
         if key.isdigit():
-            rows = self.query(f"SELECT {_COLUMNS} FROM calls WHERE id = ?", [int(key)])
+            rows = self.query(f"SELECT {self.columns} FROM calls WHERE id = ?", [int(key)])
         else:
             # No index on transaction_id: each one costs every insert ~2 µs, and this lookup is a
             # rare, interactive one over a bounded table.
-            rows = self.query(f"SELECT {_COLUMNS} FROM calls WHERE transaction_id = ? LIMIT 1", [key])
+            rows = self.query(f"SELECT {self.columns} FROM calls WHERE transaction_id = ? LIMIT 1", [key])
         return self._row(rows[0]) if rows else None
 
     def unshipped(self, bit: int, after_id: int = 0, limit: int = 500) -> list[StoredCall]:
         """Calls the destination ``bit`` has not acknowledged, oldest first, after ``after_id``."""
         rows = self.query(
-            f"SELECT {_COLUMNS} FROM calls WHERE id > ? AND (shipped & ?) = 0 ORDER BY id LIMIT ?",
+            f"SELECT {self.columns} FROM calls WHERE id > ? AND (shipped & ?) = 0 ORDER BY id LIMIT ?",
             [after_id, bit, limit],
         )
         return [self._row(r) for r in rows]
@@ -324,3 +357,17 @@ class Store:
 
     def count(self) -> int:
         return int(self.query("SELECT COUNT(*) AS n FROM calls")[0]["n"])
+
+
+def _column_names(conn: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Columns added since a store was made (by an older apimon), then their indexes."""
+    names = _column_names(conn)
+    for column, statement in _MIGRATIONS:
+        if column not in names:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
+                conn.execute(statement)
+    conn.executescript(_LATE_INDEXES)

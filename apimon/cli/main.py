@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--status", type=_status_class, help="status class, e.g. 5xx")
     calls.add_argument("--path", help="path glob, e.g. '/items/*'")
     calls.add_argument("--user", help="only this user_id")
+    calls.add_argument(
+        "--direction", choices=("incoming", "outgoing"), help="only calls to the app, or only calls the app made"
+    )
     calls.add_argument("--json", action="store_true", help="one JSON object per line")
 
     show = sub.add_parser("show", help="one call in full")
@@ -127,7 +130,10 @@ def run(argv: list[str] | None = None) -> int:
                 return 2
         store = Store(args.store, readonly=True)
         if args.command == "calls":
-            rows = store.recent(limit=args.last, status_class=args.status, path_glob=args.path, user_id=args.user)
+            direction = args.direction.title() if args.direction else None
+            rows = store.recent(
+                limit=args.last, status_class=args.status, path_glob=args.path, user_id=args.user, direction=direction
+            )
             output.print_calls(rows, as_json=args.json)
             return 0
         if args.command == "show":

@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from rich.console import Console
@@ -58,7 +59,16 @@ def call_summary(call: StoredCall) -> dict[str, Any]:
         "duration_ms": call.duration_ms,
         "user_id": call.user_id,
         "company_id": call.company_id,
+        "direction": call.direction,
     }
+
+
+def _shown_path(call: StoredCall) -> str:
+    """The path, and for a call the app made, the host it called first (``api.stripe.com/v1/...``)."""
+    if call.direction != "Outgoing":
+        return call.path
+    uri = str(call.event().get("request", {}).get("uri", ""))
+    return urlsplit(uri).netloc + call.path
 
 
 def print_calls(calls: Sequence[StoredCall], as_json: bool) -> None:
@@ -70,6 +80,7 @@ def print_calls(calls: Sequence[StoredCall], as_json: bool) -> None:
     for name, justify in (
         ("id", "right"),
         ("time", "left"),
+        ("dir", "left"),
         ("verb", "left"),
         ("path", "left"),
         ("status", "right"),
@@ -81,8 +92,9 @@ def print_calls(calls: Sequence[StoredCall], as_json: bool) -> None:
         table.add_row(
             str(call.id),
             _local_time(call.ts),
+            "out" if call.direction == "Outgoing" else "in",
             call.verb,
-            _clean(call.path),
+            _clean(_shown_path(call)),
             f"[{_status_style(call.status)}]{call.status}[/]",
             f"{call.duration_ms:.1f}",
             _clean(call.user_id),
@@ -151,3 +163,10 @@ def print_stats(summary: dict[str, Any], as_json: bool) -> None:
     for row in summary["by_route"]:
         routes.add_row(row["verb"], _clean(row["route"]), str(row["count"]), str(row["errors"]), ms(row["avg_ms"]))
     console.print(routes)
+    if summary.get("outgoing_by_host"):
+        hosts = Table(title="outgoing calls by host", title_justify="left")
+        for name, justify in (("host", "left"), ("calls", "right"), ("errors", "right"), ("avg", "right")):
+            hosts.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for row in summary["outgoing_by_host"]:
+            hosts.add_row(_clean(row["host"]), str(row["count"]), str(row["errors"]), ms(row["avg_ms"]))
+        console.print(hosts)

@@ -15,6 +15,9 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
 
 from apimon.dashboard.queries import Filters, Reader
 from apimon.event import iso_ms
@@ -87,6 +90,7 @@ def build_overview(reader: Reader, filters: Filters) -> dict[str, Any]:
         "p99_ms": percentile(every, 99),
         **_top_routes(reader, where, params),
         "top_users": _top_users(reader, clauses, params),
+        "top_hosts": _top_hosts(reader, clauses, params),
     }
 
 
@@ -130,3 +134,29 @@ def _top_users(reader: Reader, clauses: list[str], params: list[Any]) -> list[di
         {"user_id": r["user_id"], "count": int(r["n"]), "failed": int(r["failed"]), "avg_ms": round(r["avg_ms"], 2)}
         for r in rows
     ]
+
+
+#: The outgoing calls read for the hosts table, newest first, at most.
+HOSTS_SCAN = 10_000
+
+
+def _top_hosts(reader: Reader, clauses: list[str], params: list[Any]) -> list[dict[str, Any]]:
+    """The hosts the app called the most (outgoing calls: direction is indexed, and the host is
+    read from the event's URI of at most the newest :data:`HOSTS_SCAN` of them)."""
+    if "AS direction" in reader.columns:
+        return []  # a store from before outgoing calls
+    where = " AND ".join([*clauses, "direction = 'Outgoing'"])
+    by_host: dict[str, list[float]] = defaultdict(list)
+    failed: dict[str, int] = defaultdict(int)
+    for event, status, duration in reader.tuples(
+        f"SELECT event, status, duration_ms FROM calls WHERE {where} ORDER BY id DESC LIMIT ?", [*params, HOSTS_SCAN]
+    ):
+        uri = orjson.loads(event).get("request", {}).get("uri", "")
+        host = urlsplit(str(uri)).netloc or "?"
+        by_host[host].append(duration)
+        failed[host] += status >= 500 or b'"response"' not in event
+    rows = [
+        {"host": h, "count": len(d), "failed": failed[h], "avg_ms": round(sum(d) / len(d), 2)}
+        for h, d in by_host.items()
+    ]
+    return heapq.nsmallest(TOP, rows, key=lambda r: (-r["count"], r["host"]))

@@ -26,7 +26,10 @@ import orjson
 from apimon.event import iso_ms
 
 PAGE_SIZE = 50
-_SUMMARY_COLUMNS = "id, transaction_id, ts, verb, path, route, status, duration_ms, user_id, company_id"
+_SUMMARY_COLUMNS = "id, transaction_id, ts, verb, path, route, status, duration_ms, user_id, company_id, direction"
+# A store written before the direction column (apimon 0.4 and older): all its calls are incoming.
+_OLD_SUMMARY_COLUMNS = _SUMMARY_COLUMNS.replace(" direction", " 'Incoming' AS direction")
+_DIRECTIONS = {"incoming": "Incoming", "outgoing": "Outgoing"}
 _VERBS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 
@@ -55,6 +58,7 @@ class Filters:
     path_glob: str | None = None
     route: str | None = None
     user_id: str | None = None
+    direction: str | None = None  # "Incoming" or "Outgoing"
     since: float | None = None
     until: float | None = None
     # The parameters as given (only the ones set), for links that keep the filters.
@@ -62,7 +66,7 @@ class Filters:
 
     @classmethod
     def parse(cls, query: Mapping[str, str]) -> Filters:
-        names = ("status", "verb", "path", "route", "user", "since", "until")
+        names = ("status", "verb", "path", "route", "user", "direction", "since", "until")
         given = {k: query[k].strip() for k in names if query.get(k, "").strip()}
         status_class = status = None
         if "status" in given:
@@ -76,6 +80,11 @@ class Filters:
         verb = given.get("verb", "").upper() or None
         if verb is not None and verb not in _VERBS:
             raise FilterError(f"unknown verb {given['verb']!r}")
+        direction = None
+        if "direction" in given:
+            direction = _DIRECTIONS.get(given["direction"].lower())
+            if direction is None:
+                raise FilterError(f"direction must be incoming or outgoing, got {given['direction']!r}")
         since = parse_time(given["since"]) if "since" in given else None
         until = parse_time(given["until"]) if "until" in given else None
         if since is not None and until is not None and until < since:
@@ -87,6 +96,7 @@ class Filters:
             path_glob=given.get("path"),
             route=given.get("route"),
             user_id=given.get("user"),
+            direction=direction,
             since=since,
             until=until,
             params=given,
@@ -121,6 +131,9 @@ class Filters:
         if self.user_id is not None:
             clauses.append("user_id = ?")
             params.append(self.user_id)
+        if self.direction is not None:
+            clauses.append("direction = ?")
+            params.append(self.direction)
         if self.since is not None:
             clauses.append("ts >= ?")
             params.append(self.since)
@@ -162,7 +175,15 @@ class Reader:
             conn.execute("PRAGMA mmap_size = 268435456")
             conn.execute("PRAGMA cache_size = -32768")
             self._local.conn = conn
+            names = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+            self._local.columns = _SUMMARY_COLUMNS if "direction" in names or not names else _OLD_SUMMARY_COLUMNS
         return conn
+
+    @property
+    def columns(self) -> str:
+        """The summary columns this store has (an old one lacks ``direction``)."""
+        self._conn()
+        return str(self._local.columns)
 
     def query(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, tuple(params)).fetchall()
@@ -180,9 +201,7 @@ class Reader:
             clauses.append("id < ?")
             params.append(before)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.query(
-            f"SELECT {_SUMMARY_COLUMNS} FROM calls {where} ORDER BY id DESC LIMIT ?", [*params, limit + 1]
-        )
+        rows = self.query(f"SELECT {self.columns} FROM calls {where} ORDER BY id DESC LIMIT ?", [*params, limit + 1])
         summaries = [summary(r) for r in rows[:limit]]
         return Page(summaries, summaries[-1]["id"] if len(rows) > limit else None)
 
@@ -192,7 +211,7 @@ class Reader:
         clauses.append("id > ?")
         params.append(after_id)
         rows = self.query(
-            f"SELECT {_SUMMARY_COLUMNS} FROM calls WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
+            f"SELECT {self.columns} FROM calls WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
             [*params, limit],
         )
         return [summary(r) for r in rows]
@@ -202,7 +221,7 @@ class Reader:
 
     def call(self, call_id: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """A call's summary and its event as shipped, or None."""
-        rows = self.query(f"SELECT {_SUMMARY_COLUMNS}, event FROM calls WHERE id = ?", [call_id])
+        rows = self.query(f"SELECT {self.columns}, event FROM calls WHERE id = ?", [call_id])
         if not rows:
             return None
         event: dict[str, Any] = orjson.loads(rows[0]["event"])
@@ -228,4 +247,5 @@ def summary(row: sqlite3.Row) -> dict[str, Any]:
         "duration_ms": round(row["duration_ms"], 2),
         "user_id": row["user_id"],
         "company_id": row["company_id"],
+        "direction": row["direction"],
     }

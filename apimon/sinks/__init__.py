@@ -41,6 +41,7 @@ class Item:
     request_bytes: int = 0
     response_bytes: int = 0
     ip_address: str | None = None  # for Moesif's regex sampling rules
+    direction: str = "Incoming"  # "Outgoing": a call the app made (apimon.outgoing)
 
     @property
     def event(self) -> dict[str, Any]:

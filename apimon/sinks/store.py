@@ -35,6 +35,7 @@ class StoreSink(Sink):
                 company_id=i.company_id,
                 event_json=i.data,
                 shipped=self.shipped,
+                direction=i.direction,
             )
             for i in batch
         ]

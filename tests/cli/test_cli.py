@@ -149,3 +149,85 @@ def test_ship_sends_unshipped_calls_once(db: str) -> None:
 def test_ship_without_destination_is_a_clear_error(db: str) -> None:
     out = run("ship", "--store", db)
     assert out.returncode == 2 and "no destination configured" in out.stdout
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> str:
+    """Two incoming calls and three the app made (two to one host, one refused)."""
+    from apimon.outgoing import OutgoingCall
+
+    path = str(tmp_path / "mixed.db")
+    client = Client(Config.from_options(store=path))
+    import apimon
+
+    apimon._client = client
+    try:
+        for i in range(2):
+            client.complete(make_raw(path=f"/in/{i}"), None)
+        for url, status in (
+            ("https://api.stripe.com/v1/charges", 200),
+            ("https://api.stripe.com/v1/refunds", 502),
+            ("https://llm.example/v1/chat", 0),
+        ):
+            call = OutgoingCall.start("POST", url, [])
+            assert call is not None
+            if status:
+                call.response(status, [])
+                call.finish()
+            else:
+                call.fail(ConnectionRefusedError())
+        assert client.flush(5.0)
+    finally:
+        client.shutdown(1.0)
+        apimon._client = None
+    return path
+
+
+def test_calls_by_direction_and_outgoing_stats_by_host(mixed: str) -> None:
+    outgoing = [
+        orjson.loads(x) for x in run("calls", "--store", mixed, "--json", "--direction", "outgoing").stdout.split()
+    ]
+    assert [(r["direction"], r["path"]) for r in outgoing] == [
+        ("Outgoing", "/v1/chat"),
+        ("Outgoing", "/v1/refunds"),
+        ("Outgoing", "/v1/charges"),
+    ]
+    incoming = run("calls", "--store", mixed, "--json", "--direction", "incoming").stdout.split()
+    assert [orjson.loads(x)["path"] for x in incoming] == ["/in/1", "/in/0"]
+    table = run("calls", "--store", mixed).stdout
+    assert "api.stripe.com/v1/charges" in table and " out " in table
+    summary = orjson.loads(run("stats", "--store", mixed, "--json").stdout)
+    assert summary["outgoing_by_host"] == [
+        {"host": "api.stripe.com", "count": 2, "errors": 1, "avg_ms": summary["outgoing_by_host"][0]["avg_ms"]},
+        {"host": "llm.example", "count": 1, "errors": 1, "avg_ms": summary["outgoing_by_host"][1]["avg_ms"]},
+    ]
+    assert "outgoing calls by host" in run("stats", "--store", mixed).stdout
+
+
+def test_a_store_from_before_the_direction_column_is_read_and_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    from apimon.store import Store
+
+    path = str(tmp_path / "old.db")
+    old_schema = (
+        "CREATE TABLE calls (id INTEGER PRIMARY KEY AUTOINCREMENT, transaction_id TEXT NOT NULL, ts REAL NOT NULL,"
+        " verb TEXT NOT NULL, path TEXT NOT NULL, route TEXT, status INTEGER NOT NULL, duration_ms REAL NOT NULL,"
+        " user_id TEXT, company_id TEXT, size INTEGER NOT NULL, shipped INTEGER NOT NULL DEFAULT 0,"
+        " event BLOB NOT NULL)"
+    )
+    event = b'{"request":{"time":"2026-01-01T00:00:00.000Z","uri":"http://h/x","verb":"GET","headers":{}}}'
+    with sqlite3.connect(path) as conn:
+        conn.execute(old_schema)
+        conn.execute(
+            "INSERT INTO calls (transaction_id, ts, verb, path, status, duration_ms, size, event)"
+            " VALUES ('t', 1.0, 'GET', '/x', 200, 1.0, ?, ?)",
+            (len(event), event),
+        )
+    readonly = Store(path, readonly=True)
+    assert [c.direction for c in readonly.recent()] == ["Incoming"]
+    assert readonly.recent(direction="Outgoing") == []
+    writable = Store(path)
+    writable.open()  # adds the column
+    assert [c.direction for c in writable.recent(direction="Incoming")] == ["Incoming"]
+    writable.close()

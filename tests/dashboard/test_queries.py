@@ -73,6 +73,7 @@ def test_call_detail_is_the_event_as_shipped(reader: Reader) -> None:
         ({"verb": "FETCH"}, "unknown verb"),
         ({"since": "yesterday"}, "not an ISO 8601 time"),
         ({"since": "2026-12-02T10:00", "until": "2026-12-02T09:00"}, "ends before it starts"),
+        ({"direction": "sideways"}, "direction must be incoming or outgoing"),
     ],
 )
 def test_bad_filters_say_what_is_wrong(query: dict[str, str], message: str) -> None:
@@ -133,3 +134,38 @@ def test_reader_never_writes(tmp_path: Path) -> None:
     build_overview(reader, Filters())
     reader.close()
     assert Path(path).read_bytes() == before
+
+
+def test_direction_filter_column_and_outgoing_hosts(tmp_path: Path) -> None:
+    import apimon
+    from apimon.client import Client
+    from apimon.config import Config
+    from apimon.outgoing import OutgoingCall
+    from tests.factories import make_raw
+
+    path = str(tmp_path / "mixed.db")
+    client = apimon._client = Client(Config.from_options(store=path))
+    client.complete(make_raw(path="/in"), None)
+    for url, status in (
+        ("https://api.stripe.com/v1/a", 200),
+        ("https://api.stripe.com/v1/b", 500),
+        ("https://x.io/c", 200),
+    ):
+        call = OutgoingCall.start("GET", url, [])
+        assert call is not None
+        call.response(status, [])
+        call.finish()
+    assert client.flush(5)
+    reader = Reader(path)
+    outgoing = reader.calls(Filters.parse({"direction": "outgoing"})).rows
+    assert [(r["path"], r["direction"]) for r in outgoing] == [
+        ("/c", "Outgoing"),
+        ("/v1/b", "Outgoing"),
+        ("/v1/a", "Outgoing"),
+    ]
+    assert [r["path"] for r in reader.calls(Filters.parse({"direction": "Incoming"})).rows] == ["/in"]
+    figures = build_overview(reader, Filters.parse({}))
+    assert figures["top_hosts"] == [
+        {"host": "api.stripe.com", "count": 2, "failed": 1, "avg_ms": figures["top_hosts"][0]["avg_ms"]},
+        {"host": "x.io", "count": 1, "failed": 0, "avg_ms": figures["top_hosts"][1]["avg_ms"]},
+    ]

@@ -40,6 +40,7 @@
     row.className = "s" + Math.floor(call.status / 100) + " fresh";
     cell(row, String(call.id), "", href);
     cell(row, call.time, "");
+    cell(row, call.direction === "Outgoing" ? "out" : "in", "dir");
     cell(row, call.verb, "");
     cell(row, call.path, "path", href);
     cell(row, call.route || "", "");
