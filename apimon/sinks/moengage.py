@@ -22,6 +22,7 @@ MAX_BODY = 100 * 1024  # the seed allows 128 KB; MoEngage's public docs say 100 
 MAX_ATTRIBUTES = 100
 MAX_VALUE_CHARS = 512
 _CORE = (
+    "direction",
     "verb",
     "uri",
     "path",
@@ -58,6 +59,7 @@ def attributes(item: Item) -> dict[str, Any]:
     event = item.event
     request = event.get("request") or {}
     raw: dict[str, Any] = {
+        "direction": item.direction,  # "Outgoing": a call the app made (apimon.outgoing)
         "verb": item.verb,
         "uri": request.get("uri"),
         "path": item.path,

@@ -41,7 +41,9 @@ def test_event_mapping_and_auth(moengage: FakeMoEngage) -> None:
     attrs = action["attributes"]
     assert action["action"] == "API Call" and action["platform"] == "web" and action["user_timezone_offset"] == 0
     assert action["current_time"] == "2026-11-25T14:04:34Z"
-    assert {k: attrs[k] for k in ("verb", "uri", "path", "route", "status", "duration_ms", "company_id")} == {
+    keys = ("direction", "verb", "uri", "path", "route", "status", "duration_ms", "company_id")
+    assert {k: attrs[k] for k in keys} == {
+        "direction": "Incoming",
         "verb": "POST",
         "uri": "https://api.example.com/orders/1",
         "path": "/orders/1",
@@ -178,3 +180,23 @@ def test_per_customer_requests_paced_under_a_small_limit() -> None:
         capture(client, 120, user="one")
         assert client.flush(20)
         assert client.stats()["sent"] == 120 and not [r for r in fake.requests if r.status == 429]
+
+
+def test_an_outgoing_call_carries_its_direction(moengage: FakeMoEngage) -> None:
+    from apimon.outgoing import OutgoingCall, incoming, leave
+
+    client = moengage_client(moengage)
+    parent = make_raw(path="/checkout")
+    parent.user_id = "ann"
+    token = incoming(parent)
+    try:
+        call = OutgoingCall.start("POST", "https://pay.example/charges", [])
+        assert call is not None
+        call.response(201, [])
+        call.finish()
+    finally:
+        leave(token)
+    client.complete(parent, None)
+    assert client.flush(10)
+    directions = sorted(e["attributes"]["direction"] for e in moengage.events if e["customer_id"] == "ann")
+    assert directions == ["Incoming", "Outgoing"]
