@@ -112,21 +112,15 @@ class OutgoingCall:
         if client is None or not client.config.enabled or _recording.get() or getattr(_internal, "active", False):
             return None
         try:
-            parts = urlsplit(url)
-            host = parts.netloc.rpartition("@")[2]
-            if parts.hostname in client.config.outgoing_skip_hosts:
+            skip = client.config.outgoing_skip_hosts
+            if skip and urlsplit(url).hostname in skip:
                 return None
             rate = client.config.sample_rate
-            raw = RawCall(
-                method.upper(),
-                parts.scheme or "http",
-                host,
-                parts.path or "/",
-                parts.query,
-                [(_text(k), _text(v)) for k, v in headers],
-                None,
-                time.time(),
-            )
+            # The URL is split and the headers read on the flusher (the pairs are kept as the
+            # library gave them: str or bytes, as the event builder takes them).
+            raw = RawCall.deferred(url, _resolve_url, time.time())
+            raw.method = method.upper()
+            raw.req_headers = list(headers)
             if rate < 1.0:
                 if random.random() >= rate:
                     client.counters.incr("sampled_out")
@@ -170,7 +164,7 @@ class OutgoingCall:
     def response(self, status: int, headers: Iterable[tuple[Any, Any]]) -> None:
         try:
             self.raw.status = int(status)
-            self.raw.resp_headers = [(_text(k), _text(v)) for k, v in headers]
+            self.raw.resp_headers = list(headers)
         except Exception:
             _failed(self._client, "response")
         self.done_recording()
@@ -222,10 +216,13 @@ class OutgoingCall:
                 self.finish(complete=False, why="released")
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("latin-1")
-    return str(value)
+def _resolve_url(raw: RawCall) -> None:
+    """Split an outgoing call's URL into the event's parts (on the flusher)."""
+    parts = urlsplit(raw.source)
+    raw.scheme = parts.scheme or "http"
+    raw.host = parts.netloc.rpartition("@")[2]  # never the credentials of a user:pass@ URL
+    raw.raw_path = parts.path or "/"
+    raw.query = parts.query
 
 
 def _failed(client: Any, what: str) -> None:

@@ -82,13 +82,9 @@ async def _on_end(session: Any, ctx: SimpleNamespace, params: Any) -> None:
     ctx.apimon_call = None
     response = params.response
     raw = call.raw
-    url = response.url
-    host = url.raw_host or ""
-    if url.explicit_port is not None:
-        host = f"{host}:{url.explicit_port}"
-    raw.scheme, raw.host, raw.raw_path, raw.query = url.scheme, host, url.raw_path, url.raw_query_string
-    raw.req_headers = [(k, v) for k, v in response.request_info.headers.items()]
-    call.response(response.status, [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers])
+    raw.source = str(response.url)  # the URL the last hop went to: split on the flusher
+    raw.req_headers = list(response.request_info.headers.items())
+    call.response(response.status, response.raw_headers)
     if response.headers.get("Content-Encoding"):
         raw.resp_decoded = True  # aiohttp decompresses what the app reads
     _tee(response, call)

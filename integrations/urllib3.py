@@ -12,7 +12,6 @@ response is closed, released or let go.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -49,7 +48,6 @@ def tee_response(response: BaseHTTPResponse, call: OutgoingCall) -> None:
         if getattr(response, "length_remaining", None) == 0 or response.closed:
             call.finish(complete=True)
 
-    @functools.wraps(read)
     def tee_read(*args: Any, **kwargs: Any) -> bytes:
         decoding(args, kwargs)
         data = read(*args, **kwargs)
@@ -61,7 +59,6 @@ def tee_response(response: BaseHTTPResponse, call: OutgoingCall) -> None:
             ended()
         return data
 
-    @functools.wraps(read1)
     def tee_read1(*args: Any, **kwargs: Any) -> bytes:
         decoding(args, kwargs)
         data = read1(*args, **kwargs)
@@ -72,7 +69,6 @@ def tee_response(response: BaseHTTPResponse, call: OutgoingCall) -> None:
             ended()
         return data
 
-    @functools.wraps(read_chunked)
     def tee_read_chunked(*args: Any, **kwargs: Any) -> Iterator[bytes]:
         decoding(args, kwargs)
         for chunk in read_chunked(*args, **kwargs):
@@ -82,14 +78,12 @@ def tee_response(response: BaseHTTPResponse, call: OutgoingCall) -> None:
 
     close, release_conn = response.close, response.release_conn
 
-    @functools.wraps(close)
     def tee_close() -> None:
         try:
             close()
         finally:
             call.finish(complete=False, why="closed")
 
-    @functools.wraps(release_conn)
     def tee_release_conn() -> None:
         try:
             release_conn()
@@ -103,9 +97,31 @@ def tee_response(response: BaseHTTPResponse, call: OutgoingCall) -> None:
     response.release_conn = tee_release_conn  # type: ignore[method-assign]
 
 
-def _bound(original: Callable[..., Any]) -> Callable[..., inspect.BoundArguments]:
-    signature = inspect.signature(original)
-    return lambda *args, **kwargs: signature.bind(*args, **kwargs)
+def _recorded(
+    original: Callable[..., Any],
+    call: OutgoingCall,
+    pool: HTTPConnectionPool,
+    conn: Any,
+    method: str,
+    url: str,
+    kwargs: dict[str, Any],
+) -> Any:
+    preload = kwargs.get("preload_content", True)
+    decode = kwargs.get("decode_content", True)
+    kwargs["preload_content"] = False  # read below, through the tee
+    try:
+        response = original(pool, conn, method, url, **kwargs)
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    try:
+        tee_response(response, call)
+    except Exception:
+        call.finish(complete=False)
+    if preload:
+        # What urllib3's HTTPResponse does when it is made with preload_content=True.
+        response._body = response.read(decode_content=decode)
+    return response
 
 
 def instrument() -> bool:
@@ -123,44 +139,29 @@ def instrument() -> bool:
         )
         return False
     assert original is not None
-    bind = _bound(original)
 
-    def _make_request(self: HTTPConnectionPool, *args: Any, **kwargs: Any) -> Any:
+    def _make_request(self: HTTPConnectionPool, conn: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if args:  # urllib3 passes everything after the url by keyword; anything else: as it is
+            return original(self, conn, method, url, *args, **kwargs)
         call = None
         try:
-            bound = bind(self, *args, **kwargs)
-            arguments = bound.arguments
-            url = arguments["url"]
+            full = url
             if not url.startswith(("http://", "https://")):
                 port = self.port if self.port not in (None, 80 if self.scheme == "http" else 443) else None
                 host = f"{self.host}:{port}" if port else str(self.host)
-                url = build_uri(self.scheme, host, url.partition("?")[0], url.partition("?")[2])
-            headers = arguments.get("headers") or {}
-            call = OutgoingCall.start(arguments["method"], url, list(headers.items()))
+                path, _, query = url.partition("?")
+                full = build_uri(self.scheme, host, path, query)
+            headers = kwargs.get("headers") or {}
+            call = OutgoingCall.start(method, full, headers.items())
             if call is not None:
-                body = arguments.get("body")
+                body = kwargs.get("body")
                 if isinstance(body, bytes | bytearray | str):
                     call.request_body(body)
         except Exception:
             call = None
         if call is None:
-            return original(self, *args, **kwargs)
-        preload = bound.arguments.get("preload_content", True)
-        decode = bound.arguments.get("decode_content", True)
-        bound.arguments["preload_content"] = False  # read below, through the tee
-        try:
-            response = original(*bound.args, **bound.kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        try:
-            tee_response(response, call)
-        except Exception:
-            call.finish(complete=False)
-        if preload:
-            # What urllib3's HTTPResponse does when it is made with preload_content=True.
-            response._body = response.read(decode_content=decode)
-        return response
+            return original(self, conn, method, url, **kwargs)
+        return _recorded(original, call, self, conn, method, url, kwargs)
 
     _ORIGINAL["_make_request"] = original
     HTTPConnectionPool._make_request = _make_request  # type: ignore[method-assign]

@@ -56,19 +56,26 @@ def test_an_error_inside_apimon_never_reaches_the_call(caplog: pytest.LogCapture
     apimon._client = Client(Config.from_options({}), sinks=[sink])
 
     class Hostile:
-        def __str__(self) -> str:
-            raise RuntimeError("a header that cannot be read")
+        def __iter__(self) -> Any:
+            raise RuntimeError("headers that cannot be read")
 
     with caplog.at_level(logging.WARNING, logger="apimon"):
-        assert OutgoingCall.start("GET", "http://api.example.com/x", [("X-Bad", Hostile())]) is None
+        assert OutgoingCall.start("GET", "http://api.example.com/x", Hostile()) is None  # type: ignore[arg-type]
     assert apimon.stats()["internal_errors"] == 1
     assert "recording an outgoing call failed" in caplog.text
-    # The next call is recorded as usual.
-    call = OutgoingCall.start("GET", "http://api.example.com/y", [])
+    # A header the event builder cannot read (on the flusher): that event is dropped and counted.
+    call = OutgoingCall.start("GET", "http://api.example.com/y", [(object(), "v")])
     assert call is not None
     call.response(204, [])
     call.finish()
-    assert apimon.flush(5) and [e["request"]["uri"] for e in sink.events] == ["http://api.example.com/y"]
+    # The next call is recorded as usual.
+    call = OutgoingCall.start("GET", "http://api.example.com/z", [])
+    assert call is not None
+    call.response(204, [])
+    call.finish()
+    assert apimon.flush(5) and [e["request"]["uri"] for e in sink.events] == ["http://api.example.com/z"]
+    stats = apimon.stats()
+    assert (stats["dropped_error"], stats["internal_errors"], stats["sent"]) == (1, 2, 1)
 
 
 def test_children_wait_for_their_parent_and_count_as_unfinished_meanwhile() -> None:
