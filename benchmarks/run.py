@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks import distance, governance, loopback
+from benchmarks import distance, governance, loopback, outgoing
 from benchmarks.collector import Collector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,6 +207,7 @@ def render(
     dash: dict[str, Any] | None = None,
     dist: dict[str, Any] | None = None,
     gov: dict[str, Any] | None = None,
+    og: dict[str, Any] | None = None,
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -295,8 +296,10 @@ def render(
             lines.append(f"| {page} | {dash['empty'][page]:.1f} | {ms:.1f} |")
     if gov:
         lines += governance.render(gov)
+    if og:
+        lines += outgoing.render(og)
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
-    for row in targets(ip, lb, fl, dash or {}, dist) + governance.targets(gov or {}):
+    for row in targets(ip, lb, fl, dash or {}, dist) + governance.targets(gov or {}) + outgoing.targets(og or {}):
         lines.append(f"| {row[0]} | {row[1]} | {'yes' if row[2] else '**no**'} |")
     return "\n".join(lines) + "\n"
 
@@ -396,7 +399,12 @@ def main() -> int:
     dist = distance.measure(args.quick)
     dash = dashboard(20_000 if args.quick else 100_000)
     gov = governance.measure(args.quick)
-    text = render(ip, lb, fl, args.quick, dash, dist, gov)
+    partner = Collector()
+    try:
+        og = outgoing.measure(partner.url, args.quick)
+    finally:
+        partner.close()
+    text = render(ip, lb, fl, args.quick, dash, dist, gov, og)
     Path(args.output).write_text(text)
     print(text)
     return 0
