@@ -14,7 +14,7 @@ still streams, nothing is read ahead, and the event ends when the body is read, 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 try:
@@ -44,6 +44,18 @@ def _begin(request: httpx.Request) -> OutgoingCall | None:
 
 def _record_response(call: OutgoingCall, response: httpx.Response) -> None:
     call.response(response.status_code, response.headers.raw)
+
+
+def _answered(call: OutgoingCall, response: Any, stream_class: type[Any], tee: Callable[..., Any]) -> httpx.Response:
+    """The response's status and headers recorded, and its body teed as the app reads it."""
+    _record_response(call, response)
+    if _already_read(response, call):
+        pass
+    elif isinstance(response.stream, stream_class):
+        response.stream = tee(response.stream, call)
+    else:
+        call.finish(complete=False)
+    return response  # type: ignore[no-any-return]
 
 
 def _already_read(response: httpx.Response, call: OutgoingCall) -> bool:
@@ -139,14 +151,7 @@ def _send(handle: Any, transport: Any, request: httpx.Request) -> httpx.Response
     except BaseException as exc:
         call.fail(exc)
         raise
-    _record_response(call, response)
-    if _already_read(response, call):
-        pass
-    elif isinstance(response.stream, httpx.SyncByteStream):
-        response.stream = _TeedBody(response.stream, call)
-    else:
-        call.finish(complete=False)
-    return response  # type: ignore[no-any-return]
+    return _answered(call, response, httpx.SyncByteStream, _TeedBody)
 
 
 async def _send_async(handle: Any, transport: Any, request: httpx.Request) -> httpx.Response:
@@ -158,14 +163,7 @@ async def _send_async(handle: Any, transport: Any, request: httpx.Request) -> ht
     except BaseException as exc:
         call.fail(exc)
         raise
-    _record_response(call, response)
-    if _already_read(response, call):
-        pass
-    elif isinstance(response.stream, httpx.AsyncByteStream):
-        response.stream = _AsyncTeedBody(response.stream, call)
-    else:
-        call.finish(complete=False)
-    return response  # type: ignore[no-any-return]
+    return _answered(call, response, httpx.AsyncByteStream, _AsyncTeedBody)
 
 
 class ApimonTransport(httpx.BaseTransport):
