@@ -92,7 +92,7 @@ def main() -> None:
 
 
 def measure(collector_url: str, quick: bool) -> dict[str, Any]:
-    rounds, per_round = (4, 300) if quick else (10, 1000)
+    rounds, per_round = (8, 200) if quick else (30, 300)
     command = [
         "taskset",
         "-c",

@@ -4,8 +4,8 @@
 urllib3 follows by itself is one more. A call requests already records (its adapter, or
 ``apimon.integrations.requests``) is not recorded again here.
 
-The response is teed as the app reads it (``read``, ``read1``, ``stream``, ``read_chunked``): a
-preloaded response is read here the way urllib3 would have read it; one with
+The response is teed as the app reads it (``read``, ``read1``, ``stream``, ``read_chunked``): of a
+preloaded response, urllib3's own reading, the body is its data; one with
 ``preload_content=False`` is never read ahead. The event ends when the body has been read, or the
 response is closed, released or let go.
 """
@@ -106,21 +106,24 @@ def _recorded(
     url: str,
     kwargs: dict[str, Any],
 ) -> Any:
-    preload = kwargs.get("preload_content", True)
-    decode = kwargs.get("decode_content", True)
-    kwargs["preload_content"] = False  # read below, through the tee
     try:
         response = original(pool, conn, method, url, **kwargs)
     except BaseException as exc:
         call.fail(exc)
         raise
     try:
-        tee_response(response, call)
+        if kwargs.get("preload_content", True):
+            # urllib3 read the whole body itself: it is the response's data, already decoded
+            # as asked; nothing to wrap.
+            call.response(response.status, response.headers.items())
+            if response.headers.get("content-encoding") and kwargs.get("decode_content", True):
+                call.raw.resp_decoded = True
+            call.feed(response.data)
+            call.finish(complete=True)
+        else:
+            tee_response(response, call)
     except Exception:
         call.finish(complete=False)
-    if preload:
-        # What urllib3's HTTPResponse does when it is made with preload_content=True.
-        response._body = response.read(decode_content=decode)
     return response
 
 
