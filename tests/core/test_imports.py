@@ -19,3 +19,22 @@ def test_integrations_is_only_importable_under_apimon(tmp_path: object) -> None:
     import apimon.integrations
 
     assert apimon.integrations.__name__ == "apimon.integrations"
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    """pyproject lists the packages by hand: one left out is missing from the wheel while the
+    editable install (the tree itself) still imports it (apimon.governance was, in 0.4.0)."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(("apimon", *init.parent.relative_to(root / "apimon").parts))
+        for init in (root / "apimon").rglob("__init__.py")
+    }
+    found |= {
+        ".".join(("apimon.integrations", *i.parent.relative_to(root / "integrations").parts))
+        for i in (root / "integrations").rglob("__init__.py")
+    }
+    assert listed == found
