@@ -3,21 +3,36 @@ middleware and by Django (whose ``request.META`` is an environ under WSGI and AS
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from apimon.native import speedups
 from apimon.record import RawCall
 
 _PATH_SAFE = "/;=,:@!$&'()*+~"
 
 
+def environ_headers_py(environ: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The ``HTTP_*`` entries of an environ as (name without the prefix, value), in its order."""
+    # Most keys are not headers; testing the first character before slicing out five (a new
+    # string for every key) takes a quarter off the walk of a gunicorn environ (2.0 -> 1.4 us).
+    return [(key[5:], value) for key, value in environ.items() if key and key[0] == "H" and key[:5] == "HTTP_"]
+
+
+environ_headers: Callable[[Mapping[str, Any]], list[tuple[str, Any]]] = environ_headers_py
+_native = speedups()
+if _native is not None:
+    # The compiled walk takes an exact dict with str keys (the environ copy always is) and hands
+    # anything else to environ_headers_py.
+    _native.configure_environ(environ_headers_py)
+    environ_headers = _native.environ_headers
+
+
 def resolve_environ(raw: RawCall) -> None:
     """Fill ``raw``'s request fields from its copy of the environ (runs on the flusher thread)."""
     environ: Mapping[str, Any] = raw.source
-    # Most keys are not headers; testing the first character before slicing out five (a new
-    # string for every key) takes a quarter off the walk of a gunicorn environ (2.0 -> 1.4 us).
-    headers = [(key[5:], value) for key, value in environ.items() if key and key[0] == "H" and key[:5] == "HTTP_"]
+    headers = environ_headers(environ)
     content_type = environ.get("CONTENT_TYPE")
     if content_type:
         headers.append(("Content-Type", content_type))

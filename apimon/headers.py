@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+
+from apimon.native import speedups
 
 REDACTED = "[REDACTED]"
 
@@ -27,7 +29,7 @@ def canonical(name: str | bytes) -> str:
     return key
 
 
-def merge(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> dict[str, str]:
+def merge_py(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> dict[str, str]:
     """Canonicalise names and join the values of a repeated name with ``,``, in order.
 
     Pairs may be ``str`` (WSGI) or ``bytes`` (ASGI); bytes are decoded as latin-1, as HTTP allows.
@@ -47,6 +49,16 @@ def merge(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> dict[str, str]:
         else:
             out[key] = value
     return out
+
+
+HeaderMerge = Callable[[Iterable[tuple[str | bytes, str | bytes]]], dict[str, str]]
+merge: HeaderMerge = merge_py
+_native = speedups()
+if _native is not None:
+    # The compiled loop reads and fills the same name cache, and hands what it does not take
+    # (str subclasses, bytearray values, other iterables) to merge_py.
+    _native.configure_headers(_KNOWN, canonical, merge_py, REDACTED)
+    merge = _native.merge
 
 
 @lru_cache(maxsize=16)

@@ -9,13 +9,29 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Mapping
+from functools import lru_cache
 
 import orjson
+
+# A client sends the same credential on every call: its user and session are worked out once
+# (decoding a JWT costs ~3 us, a lookup ~0.1). Bounded by count, and only credentials up to
+# _CACHED_CHARS long are kept, so the caches hold at most ~1 MB whatever the clients send.
+_CACHE_SIZE = 512
+_CACHED_CHARS = 2048
 
 
 def session_hash(value: str) -> str:
     """``sha256:`` + the first 32 hex digits of the SHA-256 of ``value``."""
+    if len(value) <= _CACHED_CHARS:
+        return _session_hash_cached(value)
+    return _session_hash(value)
+
+
+def _session_hash(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+_session_hash_cached = lru_cache(maxsize=_CACHE_SIZE)(_session_hash)
 
 
 def user_from_headers(headers: Mapping[str, str], names: tuple[str, ...], claim: str = "sub") -> str | None:
@@ -34,6 +50,12 @@ def user_from_credential(value: str | None, claim: str = "sub") -> str | None:
     some APIs send in ``X-Api-Key``) gives its claim too. Anything else: None."""
     if not value:
         return None
+    if len(value) <= _CACHED_CHARS:
+        return _user_cached(value, claim)
+    return _user(value, claim)
+
+
+def _user(value: str, claim: str) -> str | None:
     scheme, _, credentials = value.strip().partition(" ")
     lowered = scheme.lower()
     credentials = credentials.strip()
@@ -44,6 +66,9 @@ def user_from_credential(value: str | None, claim: str = "sub") -> str | None:
     if not credentials and scheme.count(".") == 2:
         return _jwt_claim(scheme, claim)
     return None
+
+
+_user_cached = lru_cache(maxsize=_CACHE_SIZE)(_user)
 
 
 def user_from_authorization(authorization: str | None) -> str | None:

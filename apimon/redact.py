@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
 from apimon.headers import REDACTED
+from apimon.native import speedups
 
 
-def redact_json(value: Any, fields: frozenset[str]) -> Any:
+def redact_json_py(value: Any, fields: frozenset[str]) -> Any:
     """Replace, in place, the value of every object key in ``fields`` (lower-case); returns ``value``.
 
     ``value`` comes from ``orjson.loads``: containers are exactly ``dict`` and ``list`` and keys
@@ -32,6 +34,12 @@ def redact_json(value: Any, fields: frozenset[str]) -> Any:
                 if type(child) is dict or type(child) is list:
                     push(child)
     return value
+
+
+redact_json: Callable[[Any, frozenset[str]], Any] = redact_json_py
+_native = speedups()
+if _native is not None:
+    redact_json = _native.redact_json  # configured by apimon.headers (imported above)
 
 
 # A flat object with more keys than this is left to the walk or the search of bodies.py, which

@@ -199,6 +199,12 @@ def dashboard(calls: int) -> dict[str, Any]:
 DASHBOARD_TARGET_MS = 500.0
 
 
+def _builder() -> str:
+    from apimon import native
+
+    return "compiled loops (apimon._speedups)" if native.ACTIVE else "pure Python (APIMON_PURE_PYTHON=1 or not built)"
+
+
 def render(
     ip: dict[Any, dict[str, float]],
     lb: dict[Any, dict[str, Any]],
@@ -214,7 +220,8 @@ def render(
         "",
         "Produced by `./dev bench` (`benchmarks/run.py`); every figure below comes from one run",
         f"on this machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}{' (--quick)' if quick else ''}.",
+        f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}{' (--quick)' if quick else ''}; "
+        f"event builder: {_builder()}.",
         "Medians, with A/B order alternated between rounds; ratios against the bare app measured in the same run.",
         "",
         "## 1. In-process (app object called directly), µs per request",
