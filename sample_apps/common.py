@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import sqlite3
+import threading
 from typing import Any
 
 import orjson
@@ -15,6 +17,30 @@ GZIPPED = gzip.compress(orjson.dumps({"compressed": True, "n": list(range(50))})
 COOKIES = ("a=1; Path=/", "b=2; Path=/")
 ETAG = '"v1"'
 SSE_EVENTS = [f'id: {i}\ndata: {{"tick": {i}}}\n\n' for i in range(3)]
+
+
+_work_db = threading.local()
+_STATUSES = ("paid", "open", "cancelled")
+
+
+def work_report() -> bytes:
+    """``GET /work``: about a millisecond of what a real endpoint does, a query over a small
+    SQLite table (orders by customer) and JSON of the 50 top rows. Each thread its own
+    in-memory database, filled at its first call."""
+    db: sqlite3.Connection | None = getattr(_work_db, "db", None)
+    if db is None:
+        db = _work_db.db = sqlite3.connect(":memory:", check_same_thread=False)
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, amount REAL, status TEXT)")
+        db.executemany(
+            "INSERT INTO orders (customer, amount, status) VALUES (?, ?, ?)",
+            [(f"customer-{i % 400:03d}", (i * 37 % 1000) / 10, _STATUSES[i % 3]) for i in range(4000)],
+        )
+    rows = db.execute(
+        "SELECT customer, COUNT(*), SUM(amount), AVG(amount) FROM orders WHERE status != 'cancelled'"
+        " GROUP BY customer ORDER BY 3 DESC, 1 LIMIT 50"
+    ).fetchall()
+    shaped = [{"customer": c, "orders": n, "total": round(t, 2), "average": round(a, 2)} for c, n, t, a in rows]
+    return orjson.dumps({"customers": shaped})
 
 
 def dumps(value: Any) -> bytes:

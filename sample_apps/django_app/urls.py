@@ -8,6 +8,7 @@ urlpatterns = [
     path("ping", views.ping),
     path("echo", views.echo),
     path("large", views.large),
+    path("work", views.work),
     path("items", views.items_view),
     path("items/<int:item_id>", views.item_view),
     path("form", views.form),

@@ -12,7 +12,19 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from sample_apps.common import BINARY, COOKIES, ETAG, GZIPPED, LARGE, SSE_EVENTS, Items, dumps, partner_url, user_from
+from sample_apps.common import (
+    BINARY,
+    COOKIES,
+    ETAG,
+    GZIPPED,
+    LARGE,
+    SSE_EVENTS,
+    Items,
+    dumps,
+    partner_url,
+    user_from,
+    work_report,
+)
 
 items = Items()
 
@@ -41,6 +53,10 @@ def echo(request: HttpRequest) -> HttpResponse:
 
 def large(request: HttpRequest) -> HttpResponse:
     return HttpResponse(LARGE, content_type="application/json")
+
+
+def work(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(work_report(), content_type="application/json")
 
 
 @csrf_exempt

@@ -11,7 +11,19 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
-from sample_apps.common import BINARY, COOKIES, ETAG, GZIPPED, LARGE, SSE_EVENTS, Items, dumps, partner_url, user_from
+from sample_apps.common import (
+    BINARY,
+    COOKIES,
+    ETAG,
+    GZIPPED,
+    LARGE,
+    SSE_EVENTS,
+    Items,
+    dumps,
+    partner_url,
+    user_from,
+    work_report,
+)
 
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 items = Items()
@@ -42,6 +54,11 @@ async def echo(request: Request) -> Response:
 @app.get("/large")
 async def large() -> Response:
     return Response(LARGE, media_type="application/json")
+
+
+@app.get("/work")
+async def work() -> Response:
+    return Response(work_report(), media_type="application/json")
 
 
 @app.get("/items")

@@ -26,6 +26,7 @@ from sample_apps.common import (
     options_from_env,
     partner_url,
     user_from,
+    work_report,
 )
 
 
@@ -48,6 +49,10 @@ def create_app() -> Flask:
     @app.get("/large")
     def large() -> Any:
         return Response(LARGE, content_type="application/json")
+
+    @app.get("/work")
+    def work() -> Any:
+        return Response(work_report(), content_type="application/json")
 
     @app.get("/items")
     def list_items() -> Any:

@@ -13,7 +13,19 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from sample_apps.common import BINARY, COOKIES, ETAG, GZIPPED, LARGE, SSE_EVENTS, Items, dumps, partner_url, user_from
+from sample_apps.common import (
+    BINARY,
+    COOKIES,
+    ETAG,
+    GZIPPED,
+    LARGE,
+    SSE_EVENTS,
+    Items,
+    dumps,
+    partner_url,
+    user_from,
+    work_report,
+)
 
 items = Items()
 
@@ -34,6 +46,10 @@ async def echo(request: Request) -> Response:
 
 async def large(request: Request) -> Response:
     return Response(LARGE, media_type="application/json")
+
+
+async def work(request: Request) -> Response:
+    return Response(work_report(), media_type="application/json")
 
 
 async def list_items(request: Request) -> Response:
@@ -150,6 +166,7 @@ routes = [
     Route("/ping", ping),
     Route("/echo", echo, methods=["POST"]),
     Route("/large", large),
+    Route("/work", work),
     Route("/items", list_items, methods=["GET"]),
     Route("/items", create_item, methods=["POST"]),
     Route("/items/{item_id:int}", item, methods=["GET", "PUT", "DELETE"]),
