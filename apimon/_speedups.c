@@ -182,9 +182,15 @@ is_secret(PyObject *key, PyObject *fields)
     PyObject *lowered;
     Py_ssize_t len;
     if (PyUnicode_CheckExact(key) && PyUnicode_IS_ASCII(key) && (len = PyUnicode_GET_LENGTH(key)) <= 64) {
-        /* ASCII lower-casing is str.lower() for ASCII text; no method call. */
-        char buf[64];
+        /* ASCII lower-casing is str.lower() for ASCII text; no method call. A key already in
+         * lower case (most JSON keys) is looked up as it is: no new string. */
         const char *src = (const char *)PyUnicode_1BYTE_DATA(key);
+        Py_ssize_t upper = 0;
+        while (upper < len && !(src[upper] >= 'A' && src[upper] <= 'Z'))
+            upper++;
+        if (upper == len)
+            return PySequence_Contains(fields, key);
+        char buf[64];
         for (Py_ssize_t i = 0; i < len; i++) {
             char c = src[i];
             buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks import distance, governance, loopback, outgoing
+from benchmarks import builder, distance, governance, loopback, outgoing
 from benchmarks.collector import Collector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -262,6 +262,7 @@ def render(
     gov: dict[str, Any] | None = None,
     og: dict[str, Any] | None = None,
     work: dict[str, dict[str, dict[str, Any]]] | None = None,
+    build: dict[tuple[str, str], dict[str, float]] | None = None,
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -321,6 +322,8 @@ def render(
     lines += _cpu_split(lb)
     if work:
         lines += _work_table(work)
+    if build:
+        lines += builder.render(build)
     lines += [
         "",
         "## 3. Flusher throughput (one process, to a local collector in another process)",
@@ -454,6 +457,7 @@ def main() -> int:
             work[fw] = work_rounds(fw, lb_rounds, lb_seconds, collector)
     finally:
         collector.close()
+    build = builder.side_by_side(1 if args.quick else 3, 1000 if args.quick else 3000)
     fl = flusher(events)
     dist = distance.measure(args.quick)
     dash = dashboard(20_000 if args.quick else 100_000)
@@ -463,7 +467,7 @@ def main() -> int:
         og = outgoing.measure(partner.url, args.quick)
     finally:
         partner.close()
-    text = render(ip, lb, fl, args.quick, dash, dist, gov, og, work)
+    text = render(ip, lb, fl, args.quick, dash, dist, gov, og, work, build)
     Path(args.output).write_text(text)
     print(text)
     return 0
