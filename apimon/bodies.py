@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from apimon.multipart import summarize_multipart
+from apimon.native import speedups
 from apimon.redact import redact_flat, redact_form, redact_json, redact_json_py
 
 # orjson refuses to serialise nesting deeper than 255. Checking every body first (counting its
@@ -116,8 +118,13 @@ def classify(
     cap: int,
     redact_fields: frozenset[str],
     check_depth: bool = False,
+    verbatim: bool = False,
 ) -> Body | None:
-    """Turn captured bytes into the event's body value; None when there is no body to send."""
+    """Turn captured bytes into the event's body value; None when there is no body to send.
+
+    ``verbatim``: a JSON body with no key to redact may be the app's bytes as they are (an
+    ``orjson.Fragment``), not a parsed value; only where nothing reads the event before it is
+    encoded (no ``mask_event`` hook)."""
     if content_encoding:
         decoded = decode_content(data, content_encoding, cap)
         if decoded is None:
@@ -130,17 +137,16 @@ def classify(
         return None
     kind, mtype = _kind(content_type)
     if kind == _JSON:
+        if verbatim and _json_plain is not None and type(decoded) is bytes and _json_plain(decoded, redact_fields):
+            # JSON with nothing to redact goes into the event as the app's own bytes: no parse,
+            # no second encoding (orjson.Fragment). The compiled check is stricter than orjson;
+            # what it does not pass takes the path below, which decides the same way.
+            return Body(orjson.Fragment(decoded))
         parsed = _parse_json(decoded, check_depth)
         if parsed is not _INVALID:
-            if redact_fields:
-                if COMPILED_WALK:
-                    # The compiled walk costs less than deciding whether to walk (flat objects:
-                    # 0.23 us against 0.63; nested: 0.27 against 0.88). Same result either way:
-                    # the Python shortcuts only skip walks that would change nothing.
-                    redact_json(parsed, redact_fields)
-                elif not redact_flat(parsed, redact_fields) and _may_hold_fields(decoded, redact_fields):
-                    redact_json(parsed, redact_fields)
-            return Body(parsed)
+            if _redact(parsed, decoded, redact_fields) or not verbatim:
+                return Body(parsed)
+            return Body(orjson.Fragment(decoded))
     elif kind == _MULTIPART:
         summary = summarize_multipart(decoded, content_type or "", redact_fields)
         if summary is not None:
@@ -158,6 +164,24 @@ def classify(
 
 _INVALID = object()
 COMPILED_WALK = redact_json is not redact_json_py
+_native = speedups()
+_json_plain: Callable[[bytes, frozenset[str]], bool] | None = None if _native is None else _native.json_plain
+
+
+def _redact(parsed: Any, data: bytes, fields: frozenset[str]) -> int:
+    """Redact the parsed JSON ``data`` in place; how many values were replaced."""
+    if not fields:
+        return 0
+    if COMPILED_WALK:
+        # The compiled walk costs less than deciding whether to walk (flat objects: 0.23 us
+        # against 0.63; nested: 0.27 against 0.88).
+        return redact_json(parsed, fields)
+    flat = redact_flat(parsed, fields)
+    if flat is not None:
+        return flat
+    if not _may_hold_fields(data, fields):
+        return 0
+    return redact_json(parsed, fields)
 
 
 def _parse_json(data: bytes, check_depth: bool) -> Any:
@@ -171,9 +195,12 @@ def _parse_json(data: bytes, check_depth: bool) -> Any:
 
 
 @lru_cache(maxsize=8)
-def _needles(fields: frozenset[str]) -> tuple[bytes, ...]:
+def _needles(fields: frozenset[str]) -> tuple[bytes, ...] | None:
     # A name that contains another name needs no search of its own ("client_secret" holds
-    # "secret"): the default 16 names are 12 needles.
+    # "secret"): the default 16 names are 12 needles. None when a name is not ASCII: lower-casing
+    # bytes only folds ASCII, so "PÄSSWORD" would hide "pässword" from the search.
+    if not all(f.isascii() for f in fields):
+        return None
     return tuple(f.encode() for f in fields if not any(g != f and g in f for g in fields))
 
 
@@ -188,6 +215,8 @@ def _may_hold_fields(data: bytes, fields: frozenset[str]) -> bool:
     walk is skipped. Whichever is cheaper for this body decides: walking it (cost by the number of
     keys, which the count of ``:`` bounds) or a C-speed search for the names in its bytes."""
     needles = _needles(fields)
+    if needles is None:
+        return True
     if _estimated_keys(data) * _KEY_COST <= _SEARCH_FIXED_COST + len(data) * len(needles):
         return True  # small, or few keys for its size (long strings, blobs): walking is cheaper
     if b"\\u" in data:

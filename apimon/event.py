@@ -125,7 +125,14 @@ def _body_into(
     if not data:
         return
     body: Body | None = classify(
-        data, content_type, content_encoding, config.max_body_bytes, config.redact_body_fields, check_depth
+        data,
+        content_type,
+        content_encoding,
+        config.max_body_bytes,
+        config.redact_body_fields,
+        check_depth,
+        # Bodies may stay the app's JSON bytes unless a mask_event hook reads the event first.
+        config.mask_event is None,
     )
     if body is None:
         return
