@@ -12,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 
 static PyObject *known_names;     /* dict: header name as given -> canonical str (headers._KNOWN) */
 static PyObject *canonical_func;  /* headers.canonical(name) */
@@ -450,11 +451,32 @@ utf8_length(const unsigned char *p, const unsigned char *end)
 
 /* A string at s->p (its opening quote). 1 when plain; a key must also be ASCII with no escape and
  * not a field name. */
+/* Eight bytes at a time while none is a quote, a backslash, a control character or non-ASCII
+ * (the bulk of a long string value): a word is tested with a few integer operations. */
+static const unsigned char *
+skip_plain_run(const unsigned char *p, const unsigned char *end)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    while (end - p >= 8) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
+        uint64_t special = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | (x - ones * 0x20) | x;
+        if (special & highs)
+            break;
+        p += 8;
+    }
+    return p;
+}
+
 static int
 scan_string(Scan *s, int key)
 {
     const unsigned char *start = ++s->p;
     while (s->p < s->end) {
+        s->p = skip_plain_run(s->p, s->end);
+        if (s->p >= s->end)
+            break;
         unsigned char c = *s->p;
         if (c == '"') {
             Py_ssize_t len = s->p - start;
