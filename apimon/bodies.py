@@ -144,7 +144,10 @@ def classify(
             return Body(orjson.Fragment(decoded))
         parsed = _parse_json(decoded, check_depth)
         if parsed is not _INVALID:
-            if _redact(parsed, decoded, redact_fields) or not verbatim:
+            # Bytes json_plain passes are never redacted nor nested deeper than 128, so they are
+            # kept as bytes here too: both paths give the same event. Deeper bodies stay values,
+            # which the encoder refuses past 255 levels: such a body then goes as text.
+            if _redact(parsed, decoded, redact_fields) or not verbatim or depth_exceeds(parsed, MAX_JSON_DEPTH):
                 return Body(parsed)
             return Body(orjson.Fragment(decoded))
     elif kind == _MULTIPART:

@@ -494,7 +494,9 @@ def test_body_redaction_holds_whatever_the_body_shape(body: Any) -> None:
     got = build(raw)["request"]["body"]
     text = orjson.dumps(got)
     assert b"[REDACTED]" in text and b'"s"' not in text and b'"123"' not in text
-    assert got == redact_json(orjson.loads(data), Config.from_options({}).redact_body_fields)
+    expected = orjson.loads(data)
+    assert redact_json(expected, Config.from_options({}).redact_body_fields) > 0
+    assert got == expected
 
 
 def test_keys_hidden_between_the_sampled_windows_are_still_redacted() -> None:
