@@ -34,6 +34,10 @@ def _compiled() -> Any:
     # Built by ./dev (the editable install compiles it); a missing build is a failure, not a skip.
     from apimon import _speedups  # type: ignore[attr-defined,unused-ignore]
 
+    # Under APIMON_PURE_PYTHON=1 no module has handed it what it shares with Python: done here
+    # (the same calls apimon.headers and apimon.environ make; repeating them changes nothing).
+    _speedups.configure_headers(hdr._KNOWN, hdr.canonical, hdr.merge_py, hdr.REDACTED)
+    _speedups.configure_environ(environ_headers_py)
     return _speedups
 
 
