@@ -12,9 +12,14 @@ import os
 from types import ModuleType
 
 
+def pure_forced() -> bool:
+    """``APIMON_PURE_PYTHON`` is set (to anything but ``0``): the Python code runs."""
+    return os.environ.get("APIMON_PURE_PYTHON", "").strip() not in ("", "0")
+
+
 def speedups() -> ModuleType | None:
     """The compiled module, or None when it is not built or ``APIMON_PURE_PYTHON`` is set."""
-    if os.environ.get("APIMON_PURE_PYTHON", "").strip() not in ("", "0"):
+    if pure_forced():
         return None
     try:
         from apimon import _speedups  # type: ignore[attr-defined,unused-ignore]

@@ -197,6 +197,11 @@ class OutgoingCall:
         except Exception:
             _failed(self._client, "finish")
 
+    def broke(self, error: BaseException) -> None:
+        """Reading the response body failed part-way: the event keeps its status and what was read."""
+        self.raw.error = type(error).__name__
+        self.finish(complete=False)
+
     def fail(self, error: BaseException) -> None:
         """The request failed (refused, timed out, reset): an event with no response."""
         if self._done:

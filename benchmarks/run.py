@@ -92,24 +92,31 @@ LOOPBACK_VARIANTS = ["bare", "apimon", "apimon-path", "apimon-build", "moesif"]
 LOOPBACK_FIGURES = ("rps", "p50_ms", "p99_ms", "cpu_s_per_10k", "main_us", "background_us")
 
 
-def loopback_rounds(fw: str, rounds: int, seconds: int, collector: Collector) -> dict[Any, dict[str, Any]]:
+def loopback_rounds(
+    fw: str,
+    rounds: int,
+    seconds: int,
+    collector: Collector,
+    variants: list[str] = LOOPBACK_VARIANTS,
+    endpoints: list[str] = ENDPOINTS,
+) -> dict[Any, dict[str, Any]]:
     """Every variant ``rounds`` times, the order reversed every other round (the machine's speed
     drifts over minutes); each figure is the median over the rounds, delivered counts the sum."""
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in LOOPBACK_VARIANTS}
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for r in range(rounds):
-        order = LOOPBACK_VARIANTS if r % 2 == 0 else LOOPBACK_VARIANTS[::-1]
+        order = variants if r % 2 == 0 else variants[::-1]
         for variant in order:
-            result = loopback.run(fw, variant, ENDPOINTS, seconds, collector)
+            result = loopback.run(fw, variant, endpoints, seconds, collector)
             runs[variant].append(result)
             print(
                 f"loopback {fw} {variant} round {r + 1}: "
-                + ", ".join(f"{ep} {result[ep]['rps']:,.0f}/s p99 {result[ep]['p99_ms']:.2f}ms" for ep in ENDPOINTS),
+                + ", ".join(f"{ep} {result[ep]['rps']:,.0f}/s p99 {result[ep]['p99_ms']:.2f}ms" for ep in endpoints),
                 flush=True,
             )
     out: dict[Any, dict[str, Any]] = {}
     for variant, results in runs.items():
         merged: dict[str, Any] = {
-            ep: {k: statistics.median(r[ep][k] for r in results) for k in LOOPBACK_FIGURES} for ep in ENDPOINTS
+            ep: {k: statistics.median(r[ep][k] for r in results) for k in LOOPBACK_FIGURES} for ep in endpoints
         }
         merged["rss_mb"] = statistics.median(r["rss_mb"] for r in results)
         merged["served"] = sum(r["served"] for r in results)
@@ -118,29 +125,12 @@ def loopback_rounds(fw: str, rounds: int, seconds: int, collector: Collector) ->
     return out
 
 
+# ``GET /work`` (about a millisecond of SQLite and JSON, as a real endpoint does) gets its own
+# rounds of these, by loopback_rounds.
 WORK_VARIANTS = ["bare", "apimon", "moesif"]
 
 
-def work_rounds(fw: str, rounds: int, seconds: int, collector: Collector) -> dict[str, dict[str, Any]]:
-    """``GET /work`` (about a millisecond of SQLite and JSON, as a real endpoint does) bare, with
-    apimon and with Moesif's middleware, alternated as in :func:`loopback_rounds`."""
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in WORK_VARIANTS}
-    for r in range(rounds):
-        for variant in WORK_VARIANTS if r % 2 == 0 else WORK_VARIANTS[::-1]:
-            result = loopback.run(fw, variant, ["/work"], seconds, collector)
-            runs[variant].append(result)
-            print(f"work {fw} {variant} round {r + 1}: {result['/work']['rps']:,.0f}/s", flush=True)
-    return {
-        variant: {
-            **{k: statistics.median(r["/work"][k] for r in results) for k in LOOPBACK_FIGURES},
-            "served": sum(r["served"] for r in results),
-            "delivered": sum(r["delivered"] for r in results),
-        }
-        for variant, results in runs.items()
-    }
-
-
-def _work_table(work: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+def _work_table(work: dict[Any, dict[str, Any]]) -> list[str]:
     lines = [
         "",
         "### A realistic endpoint: `GET /work`",
@@ -152,9 +142,13 @@ def _work_table(work: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
         "| framework | variant | req/s | vs bare | p99 ms | p99 vs bare | CPU µs / req | overhead | delivered |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for fw, variants in work.items():
-        bare = variants["bare"]
-        for variant, r in variants.items():
+    for fw in FRAMEWORKS:
+        if (fw, "bare") not in work:
+            continue
+        bare = work[(fw, "bare")]["/work"]
+        for variant in WORK_VARIANTS:
+            whole = work[(fw, variant)]
+            r = {**whole["/work"], "served": whole["served"], "delivered": whole["delivered"]}
             delivered = "-" if variant == "bare" else f"{min(1.0, r['delivered'] / max(1, r['served'])):.0%}"
             cpu_us = r["cpu_s_per_10k"] * 100
             lines.append(
@@ -261,7 +255,7 @@ def render(
     dist: dict[str, Any] | None = None,
     gov: dict[str, Any] | None = None,
     og: dict[str, Any] | None = None,
-    work: dict[str, dict[str, dict[str, Any]]] | None = None,
+    work: dict[Any, dict[str, Any]] | None = None,
     build: dict[tuple[str, str], dict[str, float]] | None = None,
 ) -> str:
     lines = [
@@ -451,10 +445,10 @@ def main() -> int:
     try:
         ip = in_process(collector, rounds, per_round)
         lb: dict[Any, dict[str, Any]] = {}
-        work: dict[str, dict[str, dict[str, Any]]] = {}
+        work: dict[Any, dict[str, Any]] = {}
         for fw in FRAMEWORKS:
             lb.update(loopback_rounds(fw, lb_rounds, lb_seconds, collector))
-            work[fw] = work_rounds(fw, lb_rounds, lb_seconds, collector)
+            work.update(loopback_rounds(fw, lb_rounds, lb_seconds, collector, WORK_VARIANTS, ["/work"]))
     finally:
         collector.close()
     build = builder.side_by_side(1 if args.quick else 3, 1000 if args.quick else 3000)

@@ -104,8 +104,7 @@ class _TeedBody(httpx.SyncByteStream):
         except GeneratorExit:
             raise
         except BaseException as exc:
-            call.raw.error = type(exc).__name__
-            call.finish(complete=False)
+            call.broke(exc)
             raise
         call.finish(complete=True)
 
@@ -130,8 +129,7 @@ class _AsyncTeedBody(httpx.AsyncByteStream):
         except GeneratorExit:
             raise
         except BaseException as exc:
-            call.raw.error = type(exc).__name__
-            call.finish(complete=False)
+            call.broke(exc)
             raise
         call.finish(complete=True)
 

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from apimon import headers as hdr
-from apimon.environ import environ_host, wire_path
+from apimon.environ import environ_headers, environ_host, wire_path
 from apimon.event import build_uri
 from apimon.governance.conditions import MAX_VALUE
 from apimon.ipaddr import IP_HEADERS, client_ip
@@ -213,9 +213,7 @@ class EnvironFields(RequestFields):
         return None if peer is None else str(peer)
 
     def headers(self) -> dict[str, str]:
-        environ = self._environ
-        pairs: list[tuple[str | bytes, str | bytes]] = [(k[5:], v) for k, v in environ.items() if k[:5] == "HTTP_"]
-        return hdr.merge(pairs)
+        return hdr.merge(environ_headers(self._environ))
 
 
 class ScopeFields(RequestFields):

@@ -27,7 +27,7 @@ from apimon.environ import environ_headers_py
 from apimon.redact import redact_json_py
 
 ROOT = Path(__file__).resolve().parents[2]
-FORCED_PURE = os.environ.get("APIMON_PURE_PYTHON", "").strip() not in ("", "0")
+FORCED_PURE = native.pure_forced()
 
 
 def _compiled() -> Any:
