@@ -53,20 +53,20 @@ def compile_matcher(rules: Sequence[Conditions], paths: Sequence[str]) -> Matche
 def _expr(condition: Condition, slot: dict[str, int], namespace: dict[str, Any]) -> str:
     v = f"v{slot[condition.path]}"
     n = len(namespace)
-    literal, with_nl = f"L{n}", f"N{n}"
+    literal = f"L{n}"
     namespace[literal] = condition.literal
-    namespace[with_nl] = condition.literal + "\n"
     kind = condition.kind
     if kind == "equals":
-        test = f"({v} == {literal} or {v} == {with_nl})"
+        test = f"{v} == {literal}"
     elif kind == "prefix":
         test = f"{v}.startswith({literal})"
     elif kind == "suffix":
-        test = f"({v}.endswith({literal}) or {v}.endswith({with_nl}))"
+        test = f"{v}.endswith({literal})"
     elif kind == "contains":
         test = f"{literal} in {v}"
     else:
         search = f"S{n}"
+        assert condition.pattern is not None
         namespace[search] = condition.pattern.search
         test = f"{search}({v}) is not None"
     return f"{v} is not None and {test}"

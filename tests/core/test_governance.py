@@ -5,9 +5,7 @@ FakeMoesif answering badly."""
 from __future__ import annotations
 
 import logging
-import re
 import time
-import warnings
 from typing import Any
 
 import pytest
@@ -17,7 +15,15 @@ from hypothesis import strategies as st
 from apimon.config import Config
 from apimon.counters import Counters
 from apimon.governance.compiled import compile_matcher
-from apimon.governance.conditions import Conditions, RuleError, _plain, _tester, parse_conditions, read_values
+from apimon.governance.conditions import (
+    MAX_VALUE,
+    Conditions,
+    RuleError,
+    compile_pattern,
+    parse_conditions,
+    plain,
+    read_values,
+)
 from apimon.governance.fields import EnvironFields
 from apimon.governance.rules import Decision, RuleSet
 from apimon.sinks.moesif_config import MoesifRemoteConfig
@@ -322,10 +328,8 @@ _VALUE_CHARS = "ab/.-^$\\*?\n"
 
 def _compiles(pattern: str) -> bool:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            re.compile(pattern)
-    except re.error:
+        compile_pattern(pattern)
+    except RuleError:
         return False
     return True
 
@@ -337,11 +341,10 @@ values = st.text(alphabet=_VALUE_CHARS, max_size=9)
 @settings(max_examples=2000, deadline=None)
 @given(patterns, values)
 def test_plain_string_tests_agree_with_the_regex_engine(pattern: str, value: str) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        compiled = re.compile(pattern)
-    kind, literal = _plain(pattern, compiled)
-    assert _tester(kind, literal, compiled)(value) == (compiled.search(value) is not None), (kind, literal)
+    (condition,) = parse_conditions([{"conditions": [{"path": "request.route", "value": pattern}]}]).groups[0]
+    assert condition.kind == plain(pattern)[0]
+    reference = compile_pattern(pattern).search(value) is not None
+    assert condition.test(value) == reference, (condition.kind, condition.literal)
 
 
 PATHS = ("request.verb", "request.route", "request.headers.x-plan")
@@ -413,3 +416,40 @@ def test_each_reader_reads_what_value_reads_and_wsgi_and_asgi_agree(headers: lis
     by_value = read_values(environ_fields, ALL_PATHS)
     assert environ_fields.read_all(wanted) == by_value
     assert scope_fields.read_all(wanted) == read_values(scope_fields, ALL_PATHS) == by_value
+
+
+# -- hostile patterns and values ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", [r".*@.*\..*$", r".*\d+.*\d+.*x", r"(\w+\s?)+$", r"(?i)ADMIN", r"(a|aa)+$"])
+def test_patterns_run_on_re2_never_on_python_re(pattern: str) -> None:
+    (condition,) = parse_conditions([{"conditions": [{"path": "request.route", "value": pattern}]}]).groups[0]
+    assert condition.kind == "search"
+    assert type(condition.pattern).__module__.split(".")[0] == "re2"
+
+
+@pytest.mark.parametrize("pattern", [r"^/(\w+)/\1$", r"(?=admin)", r"(?<!x)y", r"\Z", r"(?P<n>a)(?P=n)"])
+def test_a_pattern_re2_refuses_skips_its_rule_and_prints_nothing(
+    pattern: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    def rule(rid: str, value: str) -> dict[str, Any]:
+        return {
+            "_id": rid,
+            "type": "regex",
+            "regex_config": [{"conditions": [{"path": "request.route", "value": value}]}],
+        }
+
+    rules = [rule("bad", pattern), rule("good", "^/x")]
+    ruleset, errors = RuleSet.parse(rules, None)
+    assert [r.id for r in ruleset.regex] == ["good"]
+    assert len(errors) == 1 and "bad" in errors[0]
+    assert capfd.readouterr() == ("", "")  # RE2's own error log stays off the host app's stderr
+
+
+def test_a_condition_reads_at_most_max_value_characters() -> None:
+    hostile = "a" * 8192
+    read = read_values(fields(headers=[("X-Plan", hostile)]), ["request.headers.x-plan"])
+    assert read == (hostile[:MAX_VALUE],) and MAX_VALUE <= 1024
+    from apimon.governance.fields import readers
+
+    assert fields(headers=[("X-Plan", hostile)]).read_all(readers(["request.headers.x-plan"])) == read

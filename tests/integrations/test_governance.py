@@ -57,6 +57,21 @@ RULES: list[dict[str, Any]] = [
         "response": {"headers": {"X-Tier": "{{tier}}"}},
     },
 ]
+# Patterns a backtracking engine takes seconds to minutes on with one hostile header value (each
+# value below, for the pattern beside it); governance runs them on RE2, in linear time.
+HOSTILE = {
+    "redos-email": (r".*@.*\..*$", "@" * 4096),
+    "redos-digits": (r".*\d+.*\d+.*x", "1" * 4096),
+    "redos-words": (r"(\w+\s?)+$", "a" * 1000 + "!" * 3096),
+}
+RULES += [
+    _rule(rid, [{"path": "request.headers.x-probe", "value": pattern}], response={"headers": {f"X-{rid}": "hit"}})
+    for rid, (pattern, _) in HOSTILE.items()
+]
+# RE2 cannot run a backreference in linear time: the rule is skipped (and counted), never run.
+RULES.append(
+    _rule("backref", [{"path": "request.route", "value": r"^/(\w+)/\1$"}], block=True, response={"status": 500})
+)
 CONFIG = {
     "sample_rate": 100,
     "user_rules": {"u-free": [{"rules": "free-plan", "values": {"plan": "free"}}]},
@@ -192,6 +207,27 @@ def test_a_json_body_field_as_a_condition(app: Governed, moesif: FakeMoesif) -> 
     assert allowed.status == 200 and orjson.loads(allowed.body) == {"action": "read", "n": 1}
     assert event_for(moesif, allowed.test_id)["request"]["body"] == {"action": "read", "n": 1}
     assert event_for(moesif, blocked.test_id)["blocked_by"] == "no-delete-all"
+
+
+@pytest.mark.parametrize("rid", list(HOSTILE))
+def test_a_hostile_header_against_a_backtracking_pattern_gets_the_apps_own_answer(app: Governed, rid: str) -> None:
+    pattern, hostile = HOSTILE[rid]
+    got = exchange(app.server.port, "GET", "/ping", None, [("X-Probe", hostile)])
+    want = exchange(app.bare.port, "GET", "/ping", None, [("X-Probe", hostile)])
+    assert (got.status, got.body) == (want.status, want.body) == (200, want.body)
+    assert header(got, f"X-{rid}") is None
+    # The rules still match what they should, past the hostile stretch too.
+    matching = {"redos-email": "me@example.com", "redos-digits": "1 2 x", "redos-words": "hello world"}[rid]
+    assert header(app.get("/ping", [("X-Probe", matching)]), f"X-{rid}") == "hit"
+
+
+def test_a_pattern_re2_cannot_run_is_skipped_and_counted(app: Governed) -> None:
+    got = app.get("/ping/ping")
+    want = exchange(app.bare.port, "GET", "/ping/ping")
+    assert got.status == want.status != 500
+    if app.fw.name == "flask":  # the sample app with the stats endpoint
+        stats = orjson.loads(app.get("/_apimon/stats").body)
+        assert stats["rules_skipped"] >= 1 and stats["internal_errors"] == 0
 
 
 def test_new_rules_are_picked_up_when_the_config_etag_moves(tmp_path: Path) -> None:
