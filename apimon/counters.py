@@ -30,6 +30,7 @@ NAMES: tuple[str, ...] = (
     "governance_blocked",
     "governance_headers",
     "rules_skipped",
+    "rule_headers_encoded",
     "rules_fetch_failed",
 )
 

@@ -51,6 +51,8 @@ class Governor:
             log_once("governance", "apimon: applying governance rules failed; the call goes through", exc_info=True)
             return None
         if decision is not None:
+            if decision.encoded:
+                self.counters.incr("rule_headers_encoded", decision.encoded)
             if decision.blocked_by is not None:
                 raw.blocked_by = decision.blocked_by
                 self.counters.incr("governance_blocked")

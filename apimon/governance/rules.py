@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -37,6 +38,23 @@ from apimon.governance.fields import Reader, readers
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _TEMPLATE = re.compile(r"\{\{([^{}]+)\}\}")
 UNKNOWN = "UNKNOWN"
+# Field content every server passes as it is (RFC 9110 5.5): visible ASCII, with spaces and tabs
+# inside. obs-text (bytes 0x80-0xFF) is legal but read differently by each server, so it is not.
+_FIELD_CONTENT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?")
+# Percent-encoding keeps every visible ASCII character but "%" itself, so the encoding reads back.
+_KEEP = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def field_value(value: str) -> tuple[str, bool]:
+    """``value`` as a response header value every server accepts, and whether it had to change:
+    a value that is not field content (non-ASCII, control characters such as NUL, CR or LF) is
+    percent-encoded as UTF-8, after leading and trailing whitespace is cut."""
+    if _FIELD_CONTENT.fullmatch(value) or not value:
+        return value, False
+    text = value.strip(" \t")
+    if text and _FIELD_CONTENT.fullmatch(text):
+        return text, True
+    return quote(text, safe=_KEEP, errors="surrogateescape").strip(" "), True
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +81,16 @@ class Decision:
     status: int = 0
     body: bytes = b""
     rules: list[str] = field(default_factory=list)  # ids of the rules applied, in order
+    #: Header values that were not valid field content and were percent-encoded.
+    encoded: int = 0
 
     def apply(self, rule: Rule, values: Mapping[str, Any]) -> None:
         self.rules.append(rule.id)
         names = rule.variables
         for name, template in rule.headers:
-            value = str(_fill(template, values, names))
-            if "\r" not in value and "\n" not in value:
-                self.headers[name] = value
+            value, changed = field_value(str(_fill(template, values, names)))
+            self.headers[name] = value
+            self.encoded += changed
         if rule.block:
             self.blocked_by = rule.id
             self.status = rule.status

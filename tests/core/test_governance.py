@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -221,12 +222,45 @@ def test_template_values_unknown_and_undeclared_names() -> None:
     )
     acme = decide(rules, fields(), None, "acme")
     assert acme is not None
-    # A value with a line break never becomes a header (no header injection through the config).
-    assert acme.headers == {"X-Limit": "100"}
+    # A value with a line break never reaches the server as one (no header injection through the
+    # config): it is percent-encoded, and counted.
+    assert acme.headers == {"X-Limit": "100", "X-Evil": "a%0D%0ASet-Cookie: x=1"}
+    assert acme.encoded == 1
     globex = decide(rules, fields(), None, "globex")
     assert globex is not None and globex.headers == {"X-Limit": "UNKNOWN", "X-Evil": "UNKNOWN"}
     assert globex.body == b'{"msg":"limit UNKNOWN on UNKNOWN","raw":"{{other}}","n":[1,"UNKNOWN"]}'
     assert decide(rules, fields(), None, "initech") is None  # not in the cohort
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        ("free", "free"),
+        ("Łukasz 😀", "%C5%81ukasz %F0%9F%98%80"),
+        ("a\x00b\x0bc\x7fd", "a%00b%0Bc%7Fd"),
+        ("café 100%", "caf%C3%A9 100%25"),  # once encoding, "%" is encoded too: the value reads back
+        (" padded\t", "padded"),
+    ],
+)
+def test_template_values_that_are_not_field_content_are_percent_encoded(value: str, sent: str) -> None:
+    rules, _ = RuleSet.parse(
+        [
+            {
+                "_id": "plan",
+                "type": "user",
+                "variables": [{"name": "name", "path": "x"}],
+                "response": {"status": 402, "headers": {"X-Name": "{{name}}"}, "body": {"hi": "{{name}}"}},
+                "block": True,
+            }
+        ],
+        {"user_rules": {"u": [{"rules": "plan", "values": {"name": value}}]}},
+    )
+    decision = decide(rules, fields(), "u", None)
+    assert decision is not None
+    assert decision.headers == {"X-Name": sent} and decision.encoded == (value != sent)
+    for _, header_value in decision.header_pairs():
+        header_value.encode("ascii")  # what every server takes
+    assert orjson.loads(decision.body) == {"hi": value}  # the body stays valid JSON, the value whole
 
 
 def test_blocked_headers_carry_the_json_type_and_length() -> None:

@@ -74,8 +74,14 @@ RULES.append(
 )
 CONFIG = {
     "sample_rate": 100,
-    "user_rules": {"u-free": [{"rules": "free-plan", "values": {"plan": "free"}}]},
-    "company_rules": {"acme": [{"rules": "gold-companies", "values": {"tier": "gold"}}]},
+    "user_rules": {
+        "u-free": [{"rules": "free-plan", "values": {"plan": "free"}}],
+        "u-lukasz": [{"rules": "free-plan", "values": {"plan": "Łukasz 😀\x00\x0b\x7f"}}],
+    },
+    "company_rules": {
+        "acme": [{"rules": "gold-companies", "values": {"tier": "gold"}}],
+        "emoji-co": [{"rules": "gold-companies", "values": {"tier": "Ünïcode 😀\x00"}}],
+    },
 }
 
 
@@ -189,6 +195,19 @@ def test_user_rules_fill_in_the_cohorts_values(app: Governed, moesif: FakeMoesif
     assert paid.status == 200 and paid.body == b'{"user":"u-paid"}'
     event = event_for(moesif, free.test_id)
     assert event["blocked_by"] == "free-plan" and event["user_id"] == "u-free"
+
+
+def test_template_values_that_are_not_field_content_never_break_the_response(app: Governed, moesif: FakeMoesif) -> None:
+    # Cohort values are user profile fields: a name in any script, or with control characters.
+    blocked = app.get("/me", [("Authorization", _jwt("u-lukasz"))])
+    assert blocked.status == 402
+    assert orjson.loads(blocked.body) == {"error": "upgrade from Łukasz 😀\x00\x0b\x7f"}
+    assert header(blocked, "X-Plan") == "%C5%81ukasz %F0%9F%98%80%00%0B%7F"
+    tagged = app.get("/ping", [("X-Company", "emoji-co")])
+    want = exchange(app.bare.port, "GET", "/ping")
+    assert (tagged.status, tagged.body) == (want.status, want.body)
+    assert header(tagged, "X-Tier") == "%C3%9Cn%C3%AFcode %F0%9F%98%80%00"
+    assert event_for(moesif, tagged.test_id)["response"]["headers"]["X-Tier"] == "%C3%9Cn%C3%AFcode %F0%9F%98%80%00"
 
 
 def test_company_rules_from_the_identify_company_hook(app: Governed, moesif: FakeMoesif) -> None:
