@@ -99,16 +99,25 @@ def decode_content(data: bytes, encoding: str | None, cap: int) -> bytes | None:
 _JSON, _MULTIPART, _TEXT, _BINARY = range(4)
 
 
-@lru_cache(maxsize=512)
 def _kind(content_type: str | None) -> tuple[int, str]:
-    """What a Content-Type makes of a body, parsed once per distinct header value (an app sends
-    a handful; a bounded cache holds out against a client sending a new one every time)."""
+    """What a Content-Type makes of a body, parsed once per distinct short header value (an app
+    sends a handful; a cache bounded in count and value length holds out against a client
+    sending a new one every time)."""
+    if content_type is not None and len(content_type) > 128:
+        return _parse_kind(content_type)
+    return _kind_cached(content_type)
+
+
+def _parse_kind(content_type: str | None) -> tuple[int, str]:
     mtype = media_type(content_type)
     if is_json(mtype):
         return _JSON, mtype
     if mtype == "multipart/form-data":
         return _MULTIPART, mtype
     return (_TEXT if is_text(mtype) else _BINARY), mtype
+
+
+_kind_cached = lru_cache(maxsize=512)(_parse_kind)
 
 
 def classify(

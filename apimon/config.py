@@ -8,11 +8,14 @@ and a clearly wrong value raises :class:`ValueError` there, never while serving 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from apimon.headers import canonical
+from apimon.ipaddr import TrustedClientIp, trusted_client_ip
 
 DEFAULT_REDACT_HEADERS: tuple[str, ...] = (
     "authorization",
@@ -81,6 +84,10 @@ class Config:
     # headers present (canonical names), and the JWT claim (a dotted path for nested claims).
     user_id_headers: tuple[str, ...] = ("Authorization",)
     user_id_claim: str = "sub"
+    # Which proxies the deployment trusts for the client IP (apimon.ipaddr.TrustedClientIp):
+    # the one header to believe (canonical name), and a hop count or CIDRs. None: the default.
+    client_ip_header: str | None = None
+    trusted_proxies: int | tuple[str, ...] | None = None
     # Moesif's governance rules (apimon.governance): None is on when Moesif is (False: off).
     governance: bool | None = None
     # Outgoing calls (apimon.outgoing): instrument the installed HTTP clients at init, and hosts
@@ -125,6 +132,11 @@ class Config:
         if not self.remote_enabled or self.durable:
             return "apimon.db"
         return None
+
+    @property
+    def client_ip(self) -> TrustedClientIp | None:
+        """The trusted reader of the client address, or None for the default order."""
+        return trusted_client_ip(self.client_ip_header, self.trusted_proxies)
 
     @property
     def governs(self) -> bool:
@@ -187,6 +199,8 @@ _ENV: dict[str, str] = {
     "enabled": "APIMON_ENABLED",
     "debug": "APIMON_DEBUG",
     "capture_outgoing": "APIMON_CAPTURE_OUTGOING",
+    "client_ip_header": "APIMON_CLIENT_IP_HEADER",
+    "trusted_proxies": "APIMON_TRUSTED_PROXIES",
 }
 
 _BOOLS = {
@@ -240,6 +254,12 @@ def _coerce(name: str, raw: Any) -> Any:
         if not all(isinstance(x, str) for x in names) or not [x for x in names if x.strip()]:
             raise ValueError(f"apimon: option {name} must name at least one header")
         return tuple(canonical(x.strip()) for x in names if x.strip())
+    if name == "client_ip_header":
+        if not isinstance(raw, str) or not _TOKEN.fullmatch(raw.strip()):
+            raise ValueError(f"apimon: option {name} must be a header name, got {raw!r}")
+        return canonical(raw.strip())
+    if name == "trusted_proxies":
+        return _trusted_proxies(raw)
     if name == "outgoing_skip_hosts":
         hosts = raw.split(",") if isinstance(raw, str) else raw
         if not all(isinstance(x, str) for x in hosts):
@@ -267,6 +287,33 @@ def _coerce(name: str, raw: Any) -> Any:
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError(f"apimon: option {name} must be a non-empty string")
     return raw.strip()
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _trusted_proxies(raw: Any) -> int | tuple[str, ...]:
+    """A hop count (an int, or a string of digits from the environment), or CIDRs (a list, or one
+    string separated by commas), each checked here so that a typo fails at start-up."""
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw.strip())
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return int(_to_number("trusted_proxies", raw, int, 0, 64))
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if isinstance(items, bytes) or not isinstance(items, list | tuple | set | frozenset):
+        raise ValueError("apimon: option trusted_proxies must be a hop count or a list of networks")
+    networks = []
+    for item in items:
+        text = item.strip() if isinstance(item, str) else item
+        if text == "":
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(text, strict=False)))
+        except (TypeError, ValueError):
+            raise ValueError(f"apimon: option trusted_proxies: {item!r} is not an IP network") from None
+    if not networks:
+        raise ValueError("apimon: option trusted_proxies names no network")
+    return tuple(networks)
 
 
 def _to_bool(name: str, raw: Any) -> bool:

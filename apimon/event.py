@@ -87,17 +87,19 @@ os.register_at_fork(after_in_child=transaction_ids.reset)
 def build_uri(scheme: str, host: str, raw_path: str, query: str) -> str:
     """scheme://host[:port]/raw/path?query with the default port left out."""
     path = raw_path if raw_path[:1] == "/" else "/" + raw_path
-    uri = _origin(scheme, host) + path
+    uri = (_origin(scheme, host) if len(host) <= 128 else _parse_origin(scheme, host)) + path
     return f"{uri}?{query}" if query else uri
 
 
-@lru_cache(maxsize=256)
-def _origin(scheme: str, host: str) -> str:
-    # A process serves a handful of (scheme, Host) pairs: parse each once.
+def _parse_origin(scheme: str, host: str) -> str:
     name, colon, port = host.rpartition(":")
     if colon and "]" not in port and _DEFAULT_PORTS.get(scheme) == port:
         host = name
     return f"{scheme}://{host}"
+
+
+# A process serves a handful of (scheme, Host) pairs: each short one is parsed once.
+_origin = lru_cache(maxsize=256)(_parse_origin)
 
 
 def _body_into(
@@ -168,7 +170,11 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
             credential = authorization or raw.session_cookie
             if credential:
                 session_token = session_hash(credential)
-        ip = client_ip(header_values(req_headers), raw.peer)
+        trusted = config.client_ip
+        if trusted is None:
+            ip = client_ip(header_values(req_headers), raw.peer)
+        else:
+            ip = trusted(tuple(map(req_headers.get, trusted.headers)), raw.peer)
         # For the outgoing calls made inside this one, built right after it.
         raw.resolved_user, raw.resolved_company, raw.resolved_session = user_id, company_id, session_token
     else:

@@ -28,7 +28,7 @@ from apimon import headers as hdr
 from apimon.environ import environ_headers, environ_host, wire_path
 from apimon.event import build_uri
 from apimon.governance.conditions import MAX_VALUE
-from apimon.ipaddr import IP_HEADERS, client_ip
+from apimon.ipaddr import IP_HEADERS, TrustedClientIp, client_ip
 
 # What a rule set reads of a call, decided once when the rules are parsed (:func:`readers`): a
 # kind and, for headers, the key each reader looks the header up by.
@@ -122,10 +122,14 @@ class RequestFields:
         found = self._query.get(name)
         return found[0] if found else None
 
-    def read_all(self, wanted: Sequence[Reader]) -> tuple[str | None, ...]:
+    def read_all(self, wanted: Sequence[Reader], trusted: TrustedClientIp | None = None) -> tuple[str | None, ...]:
         """Every field a rule set reads, in order, each cut to ``MAX_VALUE`` characters: one call
-        a request, the common fields (verb, path, a header, the IP) read inline."""
+        a request, the common fields (verb, path, a header, the IP) read inline. The IP is read
+        as ``trusted`` says when the deployment configured it, as the event reads it."""
         raise NotImplementedError
+
+    def trusted_ip(self, trusted: TrustedClientIp) -> str | None:
+        return trusted(tuple(self.header(name.lower()) for name in trusted.headers), self.peer())
 
     def _parsed(self) -> Any:
         if self._json is None and self._body:
@@ -182,7 +186,7 @@ class EnvironFields(RequestFields):
         found = tuple(map(self._environ.get, _IP_ENVIRON_KEYS))
         return found if any(found) else _NO_IP_HEADERS
 
-    def read_all(self, wanted: Sequence[Reader]) -> tuple[str | None, ...]:
+    def read_all(self, wanted: Sequence[Reader], trusted: TrustedClientIp | None = None) -> tuple[str | None, ...]:
         environ = self._environ
         get = environ.get
         out: list[str | None] = []
@@ -196,7 +200,9 @@ class EnvironFields(RequestFields):
                 value = raw_uri.partition("?")[0] if raw_uri and raw_uri[:1] == "/" else wire_path(environ)
             elif kind == IP:
                 # Most calls carry no proxy header: eight lookups in C say so.
-                if environ.keys().isdisjoint(_IP_ENVIRON_KEY_SET):
+                if trusted is not None:
+                    value = self.trusted_ip(trusted)
+                elif environ.keys().isdisjoint(_IP_ENVIRON_KEY_SET):
                     peer = get("REMOTE_ADDR")
                     value = _PEER_IPS[peer] if peer in _PEER_IPS else peer_ip(peer)
                 else:
@@ -266,7 +272,7 @@ class ScopeFields(RequestFields):
             return _NO_IP_HEADERS
         return tuple(None if v is None else v.decode("latin-1") for v in found)
 
-    def read_all(self, wanted: Sequence[Reader]) -> tuple[str | None, ...]:
+    def read_all(self, wanted: Sequence[Reader], trusted: TrustedClientIp | None = None) -> tuple[str | None, ...]:
         out: list[str | None] = []
         for kind, path, _, name in wanted:
             if kind == HEADER:
@@ -277,7 +283,10 @@ class ScopeFields(RequestFields):
             elif kind == ROUTE:
                 value = self.path()
             elif kind == IP:
-                value = client_ip(self.ip_header_values(), self.peer())
+                if trusted is not None:
+                    value = self.trusted_ip(trusted)
+                else:
+                    value = client_ip(self.ip_header_values(), self.peer())
             elif kind == QUERY:
                 value = self._param(path[14:], self.query())
             else:
@@ -303,7 +312,7 @@ def peer_ip(peer: str | None) -> str | None:
         return _PEER_IPS[peer]
     except KeyError:
         ip = client_ip(_NO_IP_HEADERS, peer)
-        if len(_PEER_IPS) < 4096:
+        if len(_PEER_IPS) < 4096 and (peer is None or len(peer) <= 64):
             _PEER_IPS[peer] = ip
         return ip
 

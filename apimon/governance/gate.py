@@ -38,10 +38,11 @@ class Governor:
         self.config = config
         self.counters = counters
         self._identify = identify
+        self._trusted = config.client_ip
 
     def decide(self, rules: RuleSet, fields: RequestFields, raw: RawCall, native: Any) -> Decision | None:
         try:
-            values = fields.read_all(rules.readers)
+            values = fields.read_all(rules.readers, self._trusted)
             user_id = company_id = None
             if rules.needs_user or rules.needs_company:
                 user_id, company_id = self._identify(raw, native, fields, rules.needs_user, rules.needs_company)
