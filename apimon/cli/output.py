@@ -10,22 +10,29 @@ from urllib.parse import urlsplit
 
 import orjson
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from apimon.store import StoredCall
 
 
 def _console() -> Console:
-    # Captured content is hostile: never let it be read as rich markup (escape everywhere) and
-    # keep control characters out of the terminal.
+    # Markup is for apimon's own words only: every captured value reaches the console as a Text
+    # (never parsed as markup) with its control characters replaced, by _clean.
     return Console(highlight=False, soft_wrap=False)
 
 
-def _clean(text: str | None) -> str:
-    if text is None:
-        return ""
-    return escape("".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in text))
+def _printable(text: str) -> str:
+    # Escape sequences (ESC, OSC, C1 controls), bidi overrides and other non-printing characters
+    # would steer the terminal: each shows as U+FFFD instead.
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in text)
+
+
+def _clean(value: object, style: str = "") -> Text:
+    """A captured value as plain text for the terminal (None: empty)."""
+    return Text("" if value is None else _printable(str(value)), style=style)
 
 
 def _local_time(ts: float) -> str:
@@ -93,7 +100,7 @@ def print_calls(calls: Sequence[StoredCall], as_json: bool) -> None:
             str(call.id),
             _local_time(call.ts),
             "out" if call.direction == "Outgoing" else "in",
-            call.verb,
+            _clean(call.verb),
             _clean(_shown_path(call)),
             f"[{_status_style(call.status)}]{call.status}[/]",
             f"{call.duration_ms:.1f}",
@@ -113,18 +120,24 @@ def print_call(call: StoredCall, as_json: bool) -> None:
     request = event.get("request", {})
     response = event.get("response", {})
     console.print(
-        f"[bold]{_clean(request.get('verb'))} {_clean(request.get('uri'))}[/]  →  "
-        f"[{_status_style(call.status)}]{response.get('status')}[/]  {call.duration_ms:.1f} ms"
+        Text.assemble(
+            _clean(request.get("verb"), "bold"),
+            " ",
+            _clean(request.get("uri"), "bold"),
+            "  →  ",
+            _clean(response.get("status"), _status_style(call.status)),
+            f"  {call.duration_ms:.1f} ms",
+        )
     )
     for key in ("transaction_id", "user_id", "company_id", "session_token"):
         if event.get(key):
-            console.print(f"{key}: {_clean(str(event[key]))}")
+            console.print(Text.assemble(f"{key}: ", _clean(event[key])))
     if request.get("ip_address"):
-        console.print(f"ip_address: {_clean(request['ip_address'])}")
+        console.print(Text.assemble("ip_address: ", _clean(request["ip_address"])))
     for title, section in (("request", request), ("response", response)):
-        console.print(f"\n[bold underline]{title}[/] at {_clean(section.get('time'))}")
+        console.print(Text.assemble("\n", (title, "bold underline"), " at ", _clean(section.get("time"))))
         for name, value in (section.get("headers") or {}).items():
-            console.print(f"  {_clean(name)}: {_clean(str(value))}")
+            console.print(Text.assemble("  ", _clean(name), ": ", _clean(value)))
         if "body" in section:
             body = section["body"]
             shown = body if isinstance(body, str) else orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
@@ -132,7 +145,7 @@ def print_call(call: StoredCall, as_json: bool) -> None:
                 console.print(f"  body (base64, {len(body)} chars):")
             else:
                 console.print("  body:")
-            console.print("    " + _clean(shown[:4000]).replace("\n", "\n    "))
+            console.print(_clean("    " + shown[:4000].replace("\n", "\n    ")))
     if event.get("metadata"):
         console.print("\n[bold underline]metadata[/]")
         console.print(_clean(orjson.dumps(event["metadata"], option=orjson.OPT_INDENT_2).decode()))
@@ -161,7 +174,9 @@ def print_stats(summary: dict[str, Any], as_json: bool) -> None:
     for name, justify in (("verb", "left"), ("route", "left"), ("calls", "right"), ("5xx", "right"), ("avg", "right")):
         routes.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in summary["by_route"]:
-        routes.add_row(row["verb"], _clean(row["route"]), str(row["count"]), str(row["errors"]), ms(row["avg_ms"]))
+        routes.add_row(
+            _clean(row["verb"]), _clean(row["route"]), str(row["count"]), str(row["errors"]), ms(row["avg_ms"])
+        )
     console.print(routes)
     if summary.get("outgoing_by_host"):
         hosts = Table(title="outgoing calls by host", title_justify="left")

@@ -105,6 +105,27 @@ def test_hostile_captured_content_is_not_markup(tmp_path: Path) -> None:
     assert "\x1b[31m" not in out
 
 
+@pytest.mark.parametrize(
+    "verb",
+    ["[bold]GET[/bold]", "\x1b]0;pwned\x07GET\x1b[31m", "GET\u202e", "[/]", "\x9b31m"],
+    ids=["markup", "osc-and-csi", "bidi", "closing-tag", "c1-csi"],
+)
+def test_a_hostile_verb_is_shown_as_text_in_every_command(tmp_path: Path, verb: str) -> None:
+    path = str(tmp_path / "verb.db")
+    client = Client(Config.from_options(store=path))
+    raw = make_raw(method=verb, path="/x", resp_headers=[("X-Evil", "\x1b[2J")], resp_body=b"")
+    raw.user_id = "\x1b]8;;http://evil/\x07eve"
+    client.complete(raw, None)
+    assert client.flush(5.0)
+    client.shutdown(1.0)
+    for command in (["calls"], ["stats"], ["show", "1"]):
+        out = run(*command, "--store", path)
+        assert out.returncode == 0, (command, out.stderr)  # rich's MarkupError crashed calls and stats
+        assert not any(ch in out.stdout for ch in "\x1b\x07\x9b\u202e"), command
+        visible = verb.upper().replace("\x1b", "\ufffd").replace("\x07", "\ufffd").replace("\x9b", "\ufffd")
+        assert visible.replace("\u202e", "\ufffd")[:8] in out.stdout, (command, out.stdout)
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end() -> None:
     out = run("demo", "--requests", "36", timeout=120)
