@@ -30,6 +30,7 @@ from apimon.outgoing import MAX_HELD_CHILDREN
 from apimon.overload import OverloadSampler
 from apimon.pipeline import Pipeline
 from apimon.record import RawCall
+from apimon.session_key import with_session_key
 from apimon.sinks import Sink
 from apimon.sinks.assemble import Assembly, assemble
 from apimon.sinks.threaded import ThreadedSink
@@ -42,6 +43,7 @@ class Client:
     """Create one with :func:`apimon.init`; adapters find it with :func:`apimon.get_client`."""
 
     def __init__(self, config: Config, sinks: list[Sink] | None = None) -> None:
+        config = with_session_key(config, use_store=sinks is None)
         self.config = config
         self.counters = Counters()
         #: Bytes held by the queue and the senders' backlogs (``max_queue_bytes``).

@@ -79,6 +79,8 @@ class Config:
     identify_company: Hook | None = None
     get_session_token: Hook | None = None
     get_metadata: Hook | None = None
+    # The key of the session tokens' HMAC; None: resolved by the Client (see session_key).
+    session_secret: str | None = None
     api_version: str | Hook | None = None
     # Where the built-in detection reads the user from (CONTRACT 2.4): the first of these request
     # headers present (canonical names), and the JWT claim (a dotted path for nested claims).
@@ -164,7 +166,11 @@ class Config:
         for secret in ("moesif_application_id", "moengage_api_key"):
             if shown.get(secret):
                 shown[secret] = "***"
-        inner = ", ".join(f"{k}={v!r}" for k, v in shown.items() if k not in ("redact_headers", "redact_body_fields"))
+        inner = ", ".join(
+            f"{k}={v!r}"
+            for k, v in shown.items()
+            if k not in ("redact_headers", "redact_body_fields", "session_secret")
+        )
         return f"Config({inner})"
 
     @classmethod
@@ -201,6 +207,7 @@ _ENV: dict[str, str] = {
     "capture_outgoing": "APIMON_CAPTURE_OUTGOING",
     "client_ip_header": "APIMON_CLIENT_IP_HEADER",
     "trusted_proxies": "APIMON_TRUSTED_PROXIES",
+    "session_secret": "APIMON_SESSION_SECRET",
 }
 
 _BOOLS = {

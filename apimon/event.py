@@ -169,7 +169,7 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
         if session_token is None:
             credential = authorization or raw.session_cookie
             if credential:
-                session_token = session_hash(credential)
+                session_token = session_hash(credential, config.session_secret)
         trusted = config.client_ip
         if trusted is None:
             ip = client_ip(header_values(req_headers), raw.peer)

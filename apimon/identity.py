@@ -1,6 +1,7 @@
-"""Who made the call (CONTRACT 2.4): user from a Bearer JWT claim (``sub`` by default) or Basic
-auth, read from the ``Authorization`` header or the headers ``user_id_headers`` names, and a session
-token that is a hash of the credential, so the raw secret never leaves the process.
+"""Who made the call (docs/events.md#who-made-the-call): user from a Bearer JWT claim (``sub`` by
+default) or Basic auth, read from the ``Authorization`` header or the headers ``user_id_headers``
+names, and a session token that is a keyed hash of the credential, so the raw secret never leaves
+the process and no dictionary reverses the token without the key.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
+import os
 from collections.abc import Mapping
 from functools import lru_cache
 
@@ -20,15 +23,22 @@ _CACHE_SIZE = 512
 _CACHED_CHARS = 2048
 
 
-def session_hash(value: str) -> str:
-    """``sha256:`` + the first 32 hex digits of the SHA-256 of ``value``."""
+# The key of a build given none (a Config made without a Client): good for this process only.
+_PROCESS_KEY = os.urandom(32).hex()
+
+
+def session_hash(value: str, key: str | None) -> str:
+    """``sha256:`` + the first 32 hex digits of the HMAC-SHA-256 of ``value`` under ``key`` (the
+    resolved ``session_secret``; None: a key of this process's own)."""
+    key = key or _PROCESS_KEY
     if len(value) <= _CACHED_CHARS:
-        return _session_hash_cached(value)
-    return _session_hash(value)
+        return _session_hash_cached(value, key)
+    return _session_hash(value, key)
 
 
-def _session_hash(value: str) -> str:
-    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+def _session_hash(value: str, key: str) -> str:
+    data = value.encode("utf-8", "surrogateescape")
+    return "sha256:" + hmac.new(key.encode("utf-8", "surrogateescape"), data, hashlib.sha256).hexdigest()[:32]
 
 
 _session_hash_cached = lru_cache(maxsize=_CACHE_SIZE)(_session_hash)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -45,6 +46,7 @@ CREATE INDEX IF NOT EXISTS calls_route ON calls (route);
 CREATE INDEX IF NOT EXISTS calls_duration ON calls (duration_ms);
 CREATE INDEX IF NOT EXISTS calls_user ON calls (user_id);
 CREATE INDEX IF NOT EXISTS calls_company ON calls (company_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 SHIPPED_MOESIF = 1
@@ -167,6 +169,19 @@ class Store:
             except BaseException:
                 conn.close()
                 raise
+
+    def secret(self, name: str) -> str:
+        """A random secret kept in this store under ``name``, made by the first process to ask:
+        every worker and run on this store gets the same one. :class:`StoreError` if the store
+        cannot be written."""
+        with self._lock:
+            try:
+                conn = self._connect()
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (name, secrets.token_hex(32)))
+                row = conn.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot keep a secret in apimon store {self.path}: {exc}") from exc
+        return str(row[0])
 
     def open(self) -> None:
         """Open now (and raise :class:`StoreError`) instead of on first use."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
+import hmac
 import uuid
 import zlib
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 from apimon.config import Config
 from apimon.event import build_uri, iso_ms
 from apimon.redact import redact_json
+from apimon.session_key import session_key
 from tests.factories import T0, build, make_raw, tee
 
 
@@ -297,10 +300,27 @@ def test_user_from_bearer_jwt_sub_and_session_is_hash() -> None:
     auth = "Bearer " + _jwt(b'{"sub": "user-42"}')
     event = build(make_raw(req_headers=[("Authorization", auth)]))
     assert event["user_id"] == "user-42"
-    import hashlib
-
-    assert event["session_token"] == "sha256:" + hashlib.sha256(auth.encode()).hexdigest()[:32]
+    keyed = build(make_raw(req_headers=[("Authorization", auth)]), session_secret="k1")
+    digest = hmac.new(b"k1", auth.encode(), hashlib.sha256).hexdigest()[:32]
+    assert keyed["session_token"] == "sha256:" + digest
+    assert event["session_token"].startswith("sha256:") and len(event["session_token"]) == 39
     assert auth not in str(event)  # the raw credential never leaves the process
+
+
+def test_a_weak_basic_password_is_not_recovered_from_the_session_token() -> None:
+    # With a plain SHA-256 the user name beside the token let a dictionary find the password.
+    auth = "Basic " + base64.b64encode(b"alice:hunter2").decode()
+    key = session_key(Config.from_options(moesif_application_id="app-id-1"))
+    event = build(make_raw(req_headers=[("Authorization", auth)]), session_secret=key)
+    assert event["user_id"] == "alice"
+
+    def unkeyed(password: str) -> str:
+        value = "Basic " + base64.b64encode(f"alice:{password}".encode()).decode()
+        return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+    assert event["session_token"] not in {unkeyed(w) for w in ("password", "123456", "hunter2", "letmein")}
+    digest = hmac.new(b"app-id-1", auth.encode(), hashlib.sha256).hexdigest()[:32]
+    assert event["session_token"] == "sha256:" + digest  # keyed by the Moesif app id: every worker agrees
 
 
 @pytest.mark.parametrize(
@@ -377,9 +397,8 @@ def test_framework_user_wins_over_jwt_and_hook_wins_over_both() -> None:
 def test_session_cookie_hash_without_authorization() -> None:
     raw = make_raw()
     raw.session_cookie = "abc123"
-    import hashlib
-
-    assert build(raw)["session_token"] == "sha256:" + hashlib.sha256(b"abc123").hexdigest()[:32]
+    digest = hmac.new(b"s", b"abc123", hashlib.sha256).hexdigest()[:32]
+    assert build(raw, session_secret="s")["session_token"] == "sha256:" + digest
 
 
 # -- redaction (CONTRACT 2.5) ---------------------------------------------------------------------
