@@ -14,7 +14,7 @@ import orjson
 
 from apimon.multipart import summarize_multipart
 from apimon.native import speedups
-from apimon.redact import redact_flat, redact_form, redact_json, redact_json_py
+from apimon.redact import redact_flat, redact_form, redact_json, redact_json_py, redact_json_text
 
 # orjson refuses to serialise nesting deeper than 255. Checking every body first (counting its
 # brackets) cost more than parsing it, so only the rebuild after a failed encoding checks the
@@ -163,6 +163,11 @@ def classify(
         summary = summarize_multipart(decoded, content_type or "", redact_fields)
         if summary is not None:
             return Body(summary)
+    if kind != _MULTIPART:
+        # A body that is JSON whatever its type says, or JSON orjson refuses, is redacted too.
+        redacted = redact_json_text(decoded, redact_fields)
+        if redacted is not None:
+            return Body(redacted)
     if kind == _JSON or kind == _TEXT:
         try:
             text = decoded.decode("utf-8")

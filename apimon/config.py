@@ -47,6 +47,32 @@ DEFAULT_REDACT_BODY_FIELDS: tuple[str, ...] = (
     "ssn",
 )
 
+# Query parameters whose values the event's uri never carries (RFC 6750 2.3 puts bearer tokens
+# there; presigned URLs put signatures and credentials there).
+DEFAULT_REDACT_QUERY_PARAMS: tuple[str, ...] = (
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "password",
+    "passwd",
+    "secret",
+    "client_secret",
+    "signature",
+    "sig",
+    "auth",
+    "session",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "x-goog-signature",
+    "x-goog-credential",
+)
+
 Hook = Callable[..., Any]
 
 
@@ -74,6 +100,7 @@ class Config:
     max_body_bytes: int = 100_000
     redact_headers: frozenset[str] = frozenset(DEFAULT_REDACT_HEADERS)
     redact_body_fields: frozenset[str] = frozenset(DEFAULT_REDACT_BODY_FIELDS)
+    redact_query_params: frozenset[str] = frozenset(DEFAULT_REDACT_QUERY_PARAMS)
     skip: Hook | None = None
     identify_user: Hook | None = None
     identify_company: Hook | None = None
@@ -169,7 +196,7 @@ class Config:
         inner = ", ".join(
             f"{k}={v!r}"
             for k, v in shown.items()
-            if k not in ("redact_headers", "redact_body_fields", "session_secret")
+            if k not in ("redact_headers", "redact_body_fields", "redact_query_params", "session_secret")
         )
         return f"Config({inner})"
 
@@ -272,7 +299,7 @@ def _coerce(name: str, raw: Any) -> Any:
         if not all(isinstance(x, str) for x in hosts):
             raise ValueError(f"apimon: option {name} must be a list of host names")
         return frozenset(x.strip().lower() for x in hosts if x.strip())
-    if name in ("redact_headers", "redact_body_fields"):
+    if name in ("redact_headers", "redact_body_fields", "redact_query_params"):
         if isinstance(raw, str) or not all(isinstance(x, str) for x in raw):
             raise ValueError(f"apimon: option {name} must be a list of strings")
         return frozenset(x.lower() for x in raw)

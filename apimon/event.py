@@ -16,6 +16,7 @@ from apimon.config import Config
 from apimon.identity import session_hash, user_from_headers
 from apimon.ipaddr import client_ip, header_values
 from apimon.record import RawCall
+from apimon.redact import redact_query
 from apimon.tee import BodyTee
 
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -188,7 +189,7 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
 
     request: dict[str, Any] = {
         "time": iso_ms(raw.start),
-        "uri": build_uri(raw.scheme, raw.host, raw.raw_path, raw.query),
+        "uri": build_uri(raw.scheme, raw.host, raw.raw_path, redact_query(raw.query, config.redact_query_params)),
         "verb": raw.method.upper(),
     }
     if raw.api_version:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from apimon.headers import REDACTED
+from apimon.redact import is_secret_name
 
 _MAX_PARTS = 1000
 _MAX_FIELD_CHARS = 10_000
@@ -58,7 +59,7 @@ def summarize_multipart(data: bytes, content_type: str, redact_fields: frozenset
                 "content_type": headers.get("content-type", "application/octet-stream"),
                 "size": len(content),
             }
-        elif name.lower() in redact_fields:
+        elif is_secret_name(name, redact_fields):
             entry = REDACTED
         else:
             entry = content.decode("utf-8", "replace")[:_MAX_FIELD_CHARS]

@@ -1,7 +1,10 @@
-"""Redaction of secret body fields (CONTRACT 2.5), at any depth, matched case-insensitively."""
+"""Redaction of secret body fields and query parameters (docs/events.md#redaction), at any depth,
+matched case-insensitively."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
@@ -73,15 +76,67 @@ def redact_flat(value: Any, fields: frozenset[str]) -> int | None:
     return count
 
 
+def is_secret_name(name: str, fields: frozenset[str]) -> bool:
+    """Whether a form or query parameter ``name`` (decoded) is one of ``fields``: the whole name, or
+    for the nested names frameworks read (``user[password]``, ``tokens[0][token]``, ``key[]``)
+    its last bracketed part or the part before the first bracket."""
+    lowered = name.lower()
+    if lowered in fields:
+        return True
+    if not lowered.endswith("]"):
+        return False
+    base, _, rest = lowered.partition("[")
+    last = rest[:-1].rpartition("[")[2]
+    return (bool(last) and last in fields) or base in fields
+
+
 def redact_form(text: str, fields: frozenset[str]) -> str:
-    """Redact ``name=value`` pairs of a form-urlencoded string, leaving every other byte as sent."""
+    """Redact ``name=value`` pairs of a form-urlencoded string (or a query string), leaving every
+    other byte as sent."""
     if not fields or "=" not in text:
         return text
     parts = text.split("&")
     changed = False
     for i, part in enumerate(parts):
         name, eq, _ = part.partition("=")
-        if eq and unquote_plus(name).lower() in fields:
+        if eq and is_secret_name(unquote_plus(name), fields):
             parts[i] = f"{name}={REDACTED}"
             changed = True
     return "&".join(parts) if changed else text
+
+
+def redact_query(query: str, names: frozenset[str]) -> str:
+    """A query string with the values of the parameters in ``names`` replaced (the event's
+    ``uri``; the app gets the real one). Most queries hold none: found by one search each."""
+    if not query or not names:
+        return query
+    lowered = query.lower()
+    if not any(name in lowered for name in names) and "%" not in query:
+        return query
+    return redact_form(query, names)
+
+
+_JSON_START = re.compile(rb"[ \t\r\n]*[\[{]")
+
+
+def looks_like_json(data: bytes) -> bool:
+    """Whether ``data`` starts as a JSON object or array would (after whitespace)."""
+    return _JSON_START.match(data) is not None
+
+
+def redact_json_text(data: bytes, fields: frozenset[str]) -> str | None:
+    """JSON that is not a JSON body as the event has them (sent as ``text/plain`` or with no
+    type, or holding ``NaN``/``Infinity``, which Python's frameworks accept and orjson refuses),
+    as text with its secret fields redacted; None when it is not such JSON or holds none."""
+    if not fields or not looks_like_json(data):
+        return None
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not redact_json(value, fields):
+        return None
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        return None

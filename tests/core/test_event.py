@@ -576,3 +576,66 @@ def test_transaction_ids_across_blocks_are_distinct_canonical_uuid4s() -> None:
         assert str(parsed) == txid and parsed.version == 4 and parsed.variant == uuid.RFC_4122
     # Every digit that is not the version's is random: no position is constant across ids.
     assert all(len({txid[i] for txid in ids}) > 1 for i in range(36) if i not in (8, 13, 14, 18, 23))
+
+
+# -- redaction gaps: JSON whatever its type says, nested form names, the query ---------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"password": "hunter2", "ratio": NaN, "max": Infinity, "min": -Infinity}'),
+        ("text/plain", b'{"user": {"token": "hunter2"}}'),
+        ("text/plain; charset=utf-8", b' [{"api_key": "hunter2"}, NaN]'),
+        (None, b'{"secret": "hunter2"}'),
+        ("application/octet-stream", b'{"client_secret": "hunter2"}'),
+    ],
+    ids=["json-with-nan", "text-plain", "text-array-nan", "no-type", "octet-stream"],
+)
+def test_a_body_that_is_json_is_redacted_whatever_its_type(content_type: str | None, body: bytes) -> None:
+    headers = [("Content-Type", content_type)] if content_type else []
+    event = build(make_raw(method="POST", req_headers=headers, req_body=body, resp_headers=headers, resp_body=body))
+    for section in ("request", "response"):
+        shown = event[section]["body"]
+        assert isinstance(shown, str) and "hunter2" not in shown and "[REDACTED]" in shown, shown
+        assert event[section].get("transfer_encoding") is None
+
+
+def test_json_text_with_nothing_to_redact_stays_as_sent() -> None:
+    body = b'{"ratio": NaN,  "n": 1}'
+    event = build(make_raw(method="POST", req_headers=[("Content-Type", "text/plain")], req_body=body))
+    assert event["request"]["body"] == body.decode()
+
+
+@pytest.mark.parametrize(
+    ("form", "expected"),
+    [
+        ("user[password]=hunter2&user[name]=al", "user[password]=[REDACTED]&user[name]=al"),
+        ("user%5Btoken%5D=hunter2&n=1", "user%5Btoken%5D=[REDACTED]&n=1"),
+        ("creds[0][api_key]=hunter2", "creds[0][api_key]=[REDACTED]"),
+        ("password[]=hunter2&password[]=x", "password[]=[REDACTED]&password[]=[REDACTED]"),
+        ("user[passwords]=ok&pass[word]=ok", "user[passwords]=ok&pass[word]=ok"),
+    ],
+)
+def test_nested_form_names_are_matched_by_their_last_part(form: str, expected: str) -> None:
+    ctype = [("Content-Type", "application/x-www-form-urlencoded")]
+    event = build(make_raw(method="POST", req_headers=ctype, req_body=form.encode()))
+    assert event["request"]["body"] == expected
+
+
+def test_nested_multipart_names_are_redacted() -> None:
+    body = b'--b\r\nContent-Disposition: form-data; name="user[password]"\r\n\r\nhunter2\r\n--b--\r\n'
+    raw = make_raw(method="POST", req_headers=[("Content-Type", "multipart/form-data; boundary=b")], req_body=body)
+    assert build(raw)["request"]["body"] == {"user[password]": "[REDACTED]"}
+
+
+def test_secrets_in_the_query_are_redacted_in_the_uri_only() -> None:
+    raw = make_raw(path="/cb", query="code=ok&access_token=hunter2&API_KEY=hunter2&sig=abc&monkey=1&user%5Btoken%5D=x")
+    event = build(raw)
+    assert event["request"]["uri"] == (
+        "https://api.example.com/cb?code=ok&access_token=[REDACTED]&API_KEY=[REDACTED]&sig=[REDACTED]&monkey=1"
+        "&user%5Btoken%5D=[REDACTED]"
+    )
+    assert raw.query.endswith("user%5Btoken%5D=x")  # what the app read is untouched
+    assert build(raw, redact_query_params=["monkey"])["request"]["uri"].endswith("&monkey=[REDACTED]&user%5Btoken%5D=x")
+    assert build(make_raw(path="/p", query="page=2"))["request"]["uri"].endswith("/p?page=2")

@@ -57,8 +57,19 @@ def test_default_redaction_on_every_adapter_and_destination(fw: Framework, tmp_p
         with server:
             reply = exchange(port, "POST", "/echo", body, headers, test_id="secrets")
             assert reply.body == body  # the app itself is untouched
+            # JSON sent as text (with NaN, which Python's frameworks accept), a nested form name,
+            # secrets in the query: redacted too.
+            gaps = [
+                ("/echo?api_key=" + SECRET, f'{{"password": "{SECRET}", "ratio": NaN}}', "text/plain"),
+                ("/echo?access_token=" + SECRET, f"user[password]={SECRET}&n=1", "application/x-www-form-urlencoded"),
+            ]
+            for i, (path, data, ctype) in enumerate(gaps):
+                auth = [h for h in headers if h[0] == "Authorization"]  # MoEngage ships calls with a user
+                got = exchange(port, "POST", path, data.encode(), [("Content-Type", ctype), *auth], test_id=f"gap-{i}")
+                assert got.body == data.encode()
             event = wait_event(db, "secrets")
-            assert apimon_flushed(moesif, moe)
+            gap_events = [wait_event(db, f"gap-{i}") for i in range(len(gaps))]
+            assert apimon_flushed(moesif, moe, 1 + len(gaps))
         row = next(c for c in Store(db).recent(limit=100) if c.event() == event)
         shipped = {"store": row.event_json, "moesif": orjson.dumps(moesif.events), "moengage": orjson.dumps(moe.events)}
         cli = shutil.which("apimon", path=os.path.dirname(sys.executable)) or "apimon"
@@ -74,6 +85,8 @@ def test_default_redaction_on_every_adapter_and_destination(fw: Framework, tmp_p
         for where, data in shipped.items():
             assert SECRET.encode() not in data, f"the secret leaked into {where}"
         assert event["request"]["body"]["nested"]["Password"] == "[REDACTED]"
+        assert gap_events[0]["request"]["uri"].endswith("/echo?api_key=[REDACTED]")
+        assert gap_events[1]["request"]["body"] == "user[password]=[REDACTED]&n=1"
         assert all(
             v == "[REDACTED]" for k, v in event["request"]["headers"].items() if k.lower() in DEFAULT_REDACT_HEADERS
         )
@@ -81,10 +94,10 @@ def test_default_redaction_on_every_adapter_and_destination(fw: Framework, tmp_p
         assert MOESIF_ID not in log and MOE_KEY not in log
 
 
-def apimon_flushed(moesif: FakeMoesif, moe: FakeMoEngage) -> bool:
+def apimon_flushed(moesif: FakeMoesif, moe: FakeMoEngage, n: int = 1) -> bool:
     from tests.reliability.harness import wait_for
 
-    return wait_for(lambda: len(moesif.events) >= 1 and len(moe.events) >= 1, timeout=20)
+    return wait_for(lambda: len(moesif.events) >= n and len(moe.events) >= n, timeout=20)
 
 
 def test_credentials_never_in_reprs_logs_or_errors(caplog: pytest.LogCaptureFixture) -> None:
