@@ -16,7 +16,7 @@ import hashlib
 import hmac
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -73,7 +73,8 @@ class Guard:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
             given = query.pop("token", None)
             if given is not None and hmac.compare_digest(given.encode(), self.token.encode()):
-                location = scope.get("root_path", "") + scope["path"] + (f"?{urlencode(query)}" if query else "")
+                location = local_path(scope.get("root_path", ""), scope["path"])
+                location += f"?{urlencode(query)}" if query else ""
                 cookie = f"{COOKIE}={self._cookie}; HttpOnly; SameSite=Strict; Path=/"
                 extra = [(b"location", location.encode("latin-1")), (b"set-cookie", cookie.encode())]
                 await _plain(send_with_headers, 303, "", extra)
@@ -94,6 +95,13 @@ class Guard:
             return False
         morsel = jar.get(COOKIE)
         return morsel is not None and hmac.compare_digest(morsel.value.encode(), self._cookie.encode())
+
+
+def local_path(root_path: str, path: str) -> str:
+    """A redirect target on this server whatever the request path holds: one leading ``/``
+    (``//host/x`` and ``/\\host`` would leave the site), the rest percent-encoded."""
+    rest = path.lstrip("/\\")
+    return root_path.rstrip("/") + "/" + quote(rest, safe="/:@!$&'()*+,;=-._~%")
 
 
 async def _plain(send: Any, status: int, text: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:

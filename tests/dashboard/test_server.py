@@ -203,6 +203,16 @@ def test_token_gate(db: str) -> None:
         assert exchange(proc.port, "GET", "/?status=5xx", headers=[("Cookie", cookie)]).status == 200
         assert exchange(proc.port, "GET", "/api/calls", headers=[("Authorization", f"Bearer {token}")]).status == 200
         assert exchange(proc.port, "GET", "/", headers=[("Cookie", "apimon_ui=forged")]).status == 401
+        # The redirect after the token login never leaves the dashboard (an open redirect would
+        # carry a user from a link with a valid token to any site).
+        for path, local in [
+            ("//evil.example/x", "/evil.example/x"),
+            ("/\\evil.example/x", "/evil.example/x"),
+            ("///evil.example", "/evil.example"),
+            ("/%2F%2Fevil.example", "/evil.example"),  # the server decodes it to //evil.example
+        ]:
+            hop = exchange(proc.port, "GET", f"{path}?token={token}")
+            assert hop.status == 303 and header(hop, "location") == local, (path, header(hop, "location"))
 
 
 def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
