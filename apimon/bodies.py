@@ -5,13 +5,13 @@ gzip/deflate decoded within a bound, anything else as base64. Runs on the flushe
 from __future__ import annotations
 
 import base64
-import zlib
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 import orjson
 
+from apimon.compress import decode_content
 from apimon.multipart import summarize_multipart
 from apimon.native import speedups
 from apimon.redact import redact_flat, redact_form, redact_json, redact_json_py, redact_json_text
@@ -66,34 +66,6 @@ def is_text(mtype: str) -> bool:
     if main != "application":
         return False
     return sub in _TEXT_SUBTYPES or sub.endswith("+xml")
-
-
-def decode_content(data: bytes, encoding: str | None, cap: int) -> bytes | None:
-    """Undo ``Content-Encoding`` gzip/deflate, producing at most ``cap + 1`` bytes.
-
-    Returns None when the data cannot be decoded (the caller then ships the raw bytes as base64).
-    A compression bomb costs at most ``cap`` bytes of output: the decompressor stops there.
-    """
-    enc = (encoding or "").strip().lower()
-    if enc in ("", "identity"):
-        return data
-    if enc in ("gzip", "x-gzip"):
-        wbits_options: tuple[int, ...] = (zlib.MAX_WBITS | 16,)
-    elif enc == "deflate":
-        # "deflate" is zlib-wrapped by the RFC, raw deflate in practice from some servers.
-        wbits_options = (zlib.MAX_WBITS, -zlib.MAX_WBITS)
-    else:
-        return None
-    for wbits in wbits_options:
-        try:
-            d = zlib.decompressobj(wbits)
-            out = d.decompress(data, cap + 1)
-        except zlib.error:
-            continue
-        # Stopping at the cap is fine (the caller marks the body truncated); ending early is not.
-        if len(out) > cap or d.eof:
-            return out
-    return None
 
 
 _JSON, _MULTIPART, _TEXT, _BINARY = range(4)

@@ -1,4 +1,5 @@
-"""Gzip for request bodies sent to the collectors.
+"""Gzip for request bodies sent to the collectors, and bounded decoding of gzip/deflate bodies
+(captured ones, and the collectors' answers).
 
 Intel's ISA-L (the ``isal`` package, a wheel on x86_64 and aarch64) writes the same gzip format
 about ten times faster than zlib's fastest level on repetitive JSON, at an equal or better ratio
@@ -33,3 +34,31 @@ def _pick() -> tuple[str, Callable[[bytes], bytes]]:
 
 #: Which implementation is in use: ``"isal"`` or ``"zlib"``.
 BACKEND, gzip_compress = _pick()
+
+
+def decode_content(data: bytes, encoding: str | None, cap: int) -> bytes | None:
+    """Undo ``Content-Encoding`` gzip/deflate, producing at most ``cap + 1`` bytes.
+
+    Returns None when the data cannot be decoded (the caller then ships the raw bytes as base64).
+    A compression bomb costs at most ``cap`` bytes of output: the decompressor stops there.
+    """
+    enc = (encoding or "").strip().lower()
+    if enc in ("", "identity"):
+        return data
+    if enc in ("gzip", "x-gzip"):
+        wbits_options: tuple[int, ...] = (zlib.MAX_WBITS | 16,)
+    elif enc == "deflate":
+        # "deflate" is zlib-wrapped by the RFC, raw deflate in practice from some servers.
+        wbits_options = (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+    else:
+        return None
+    for wbits in wbits_options:
+        try:
+            d = zlib.decompressobj(wbits)
+            out = d.decompress(data, cap + 1)
+        except zlib.error:
+            continue
+        # Stopping at the cap is fine (the caller marks the body truncated); ending early is not.
+        if len(out) > cap or d.eof:
+            return out
+    return None

@@ -32,6 +32,7 @@ NAMES: tuple[str, ...] = (
     "rules_skipped",
     "rule_headers_encoded",
     "rules_fetch_failed",
+    "rules_refused_too_large",
 )
 
 # Reasons an event that was captured did not reach a sink; with ``queued`` (still in memory) and

@@ -20,6 +20,7 @@ import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from apimon._version import __version__
+from apimon.compress import decode_content
 from apimon.outgoing import _internal
 
 USER_AGENT = f"apimon/{__version__}"
@@ -38,6 +39,10 @@ class Response:
 
 class NetworkError(Exception):
     """The request never got an HTTP answer (refused, reset, timed out)."""
+
+
+class TooLarge(NetworkError):
+    """The answer's body (as sent, or once decoded) is longer than the caller allows."""
 
 
 class _Stale(Exception):
@@ -104,32 +109,58 @@ class Transport:
         return len(self._idle)
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_body: int | None = None,
     ) -> Response:
+        """One request; ``max_body``: the longest answer body read (sent and decoded), past which
+        :class:`TooLarge` is raised and the connection dropped (a collector's answer that is read
+        whole, such as the rules, cannot take the host's memory)."""
         # apimon's own HTTP is never recorded as an outgoing call (apimon.outgoing).
         mark = _internal.__dict__
         previous = mark.get("active", False)
         mark["active"] = True
         try:
-            return self._request(method, path, body, headers, reuse=True)
+            return self._request(method, path, body, headers, True, max_body)
         except _Stale:
             # A kept connection the server had closed (the race IDLE_CHECK leaves open): once
             # more on a new one, as urllib3's pool and OTel's exporter do.
-            return self._request(method, path, body, headers, reuse=False)
+            return self._request(method, path, body, headers, False, max_body)
         finally:
             mark["active"] = previous
 
     def _request(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None, reuse: bool
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        reuse: bool,
+        max_body: int | None,
     ) -> Response:
         conn: HTTPConnection | None = None
         reused = False
         started = time.monotonic()
         try:
             conn, reused = self._connection(reuse)
-            conn.request(method, self._prefix + path, body=body, headers={**self.headers, **(headers or {})})
+            bounded = max_body is not None
+            conn.request(
+                method,
+                self._prefix + path,
+                body=body,
+                headers={**self.headers, **(headers or {})},
+                preload_content=not bounded,
+                decode_content=not bounded,
+            )
             r = conn.getresponse()
-            data = r.data
+            data = r.data if max_body is None else _read_bounded(r, max_body)
+        except TooLarge:
+            if conn is not None:
+                conn.close()
+            raise
         except (OSError, HTTPException, urllib3.exceptions.HTTPError) as exc:
             # Whatever state the connection is in, it is not reused.
             if conn is not None:
@@ -154,6 +185,30 @@ class Transport:
         idle, self._idle = self._idle, []
         for conn, _ in idle:
             conn.close()
+
+
+def _read_bounded(r: urllib3.BaseHTTPResponse, cap: int) -> bytes:
+    """At most ``cap`` bytes of body, sent and decoded (gzip and deflate decoded here, bounded:
+    a small compressed answer can decode to gigabytes)."""
+    chunks, size = [], 0
+    while size <= cap:
+        chunk = r.read(min(65536, cap + 1 - size), decode_content=False)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > cap:
+        raise TooLarge(f"an answer of more than {cap} bytes")
+    data = b"".join(chunks)
+    encoding = r.headers.get("content-encoding")
+    if encoding:
+        decoded = decode_content(data, encoding, cap)
+        if decoded is None:
+            raise NetworkError(f"an answer in an encoding that cannot be decoded ({encoding})")
+        if len(decoded) > cap:
+            raise TooLarge(f"an answer of more than {cap} bytes once decoded")
+        data = decoded
+    return data
 
 
 def wait_seconds(response: Response, cap: float = 120.0) -> float | None:

@@ -26,10 +26,13 @@ from apimon.counters import Counters
 from apimon.governance.conditions import Conditions, RuleError, parse_conditions
 from apimon.governance.rules import RuleSet
 from apimon.sinks import Item
-from apimon.transport import NetworkError, Transport
+from apimon.transport import NetworkError, TooLarge, Transport
 
 REFRESH = 300.0
 RETRY = 30.0
+#: The longest config or rules answer read, sent or decoded: more is refused, counted, and the
+#: rules in force are kept (a hostile or broken collector cannot take the host's memory).
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 
 class Sampling:
@@ -204,7 +207,10 @@ class MoesifRemoteConfig:
 
     def _get(self, path: str, what: str) -> Any:
         try:
-            response = self.transport.request("GET", path)
+            response = self.transport.request("GET", path, max_body=MAX_ANSWER_BYTES)
+        except TooLarge as exc:
+            self.counters.incr("rules_refused_too_large")
+            return self._failed(what, f"sent {exc}, refused")
         except NetworkError as exc:
             return self._failed(what, f"could not be reached ({exc})")
         if response.status != 200:

@@ -4,6 +4,7 @@ FakeMoesif answering badly."""
 
 from __future__ import annotations
 
+import gzip
 import logging
 import time
 from typing import Any
@@ -27,7 +28,7 @@ from apimon.governance.conditions import (
 )
 from apimon.governance.fields import EnvironFields
 from apimon.governance.rules import Decision, RuleSet
-from apimon.sinks.moesif_config import MoesifRemoteConfig
+from apimon.sinks.moesif_config import MAX_ANSWER_BYTES, MoesifRemoteConfig
 from apimon.testing import FakeMoesif
 
 
@@ -289,7 +290,7 @@ def _remote(fake: FakeMoesif) -> tuple[MoesifRemoteConfig, Counters, list[RuleSe
 
 @pytest.mark.parametrize(
     "fault",
-    ["500", "garbage", "wrong shape", "dropped"],
+    ["500", "garbage", "wrong shape", "dropped", "too large", "gzip bomb"],
 )
 def test_a_bad_rules_answer_keeps_the_rules_in_force_and_is_counted(
     fault: str, caplog: pytest.LogCaptureFixture
@@ -305,14 +306,33 @@ def test_a_bad_rules_answer_keeps_the_rules_in_force_and_is_counted(
             fake.fail_next(1, 200, b"<html>not json", path="/v1/rules")
         elif fault == "wrong shape":
             fake.fail_next(1, 200, {"rules": []}, path="/v1/rules")
+        elif fault == "too large":
+            fake.fail_next(1, 200, b"[" + b'"x",' * (MAX_ANSWER_BYTES // 4) + b'"x"]', path="/v1/rules")
+        elif fault == "gzip bomb":
+            # 100 MB of JSON that is 100 KB on the wire.
+            bomb = gzip.compress(b"[" + b" " * 100_000_000 + b"]", compresslevel=9)
+            fake.fail_next(1, 200, bomb, headers={"Content-Encoding": "gzip"}, path="/v1/rules")
         else:
             # A kept connection closed without an answer is tried once more on a new one.
             fake.drop_next(2, path="/v1/rules")
         with caplog.at_level(logging.WARNING, logger="apimon"):
             assert not remote.refresh()
         assert counters.get("rules_fetch_failed") == 1 and len(seen) == 1
+        assert counters.get("rules_refused_too_large") == (fault in ("too large", "gzip bomb"))
         assert remote.ruleset is seen[0]
         assert "rules in force are kept" in caplog.text
+        assert remote.refresh() and len(seen) == 2  # the connection dropped, the next fetch works
+        remote.close()
+
+
+def test_a_config_answer_past_the_cap_is_refused_and_the_sampling_kept() -> None:
+    with FakeMoesif() as fake:
+        fake.config = {"sample_rate": 50}
+        remote, counters, _ = _remote(fake)
+        assert remote.refresh() and remote.sampling.rate == 50
+        fake.fail_next(1, 200, {"sample_rate": 10, "pad": "x" * MAX_ANSWER_BYTES}, path="/v1/config")
+        assert not remote.refresh()
+        assert remote.sampling.rate == 50 and counters.get("rules_refused_too_large") == 1
         remote.close()
 
 
