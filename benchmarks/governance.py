@@ -1,6 +1,7 @@
 """What Moesif's governance rules cost on the request path, in-process: the same app bare and with
 apimon, apimon with no rules, 10 and 100 rules in force (none of which matches the call, so every
-rule is checked and the app runs), alternated round by round in one process. One framework
+rule is checked and the app runs), and a hostile 4 KB header with and without three patterns a
+backtracking engine takes seconds or forever on, alternated round by round in one process. One framework
 prints one JSON line; ``measure`` runs all three (``benchmarks.run``'s section 6)::
 
     python -m benchmarks.governance FRAMEWORK ROUNDS PER_ROUND
@@ -23,6 +24,9 @@ import orjson
 from benchmarks.inprocess import asgi_call, bench_rules, wsgi_call
 
 COUNTS = (0, 10, 100)
+#: Patterns Python's ``re`` backtracks on for seconds to forever with :data:`PROBE` (RE2 runs them).
+REDOS = (r".*@.*\..*$", r".*\d+.*\d+.*x", r"(\w+\s?)+$")
+PROBE = [("X-Probe", "a" * 1000 + "!" * 3096)]
 FRAMEWORKS = ("flask", "starlette", "django")
 REPO = Path(__file__).resolve().parents[1]
 #: Issue 20's target: what 10 regex rules may add to a request.
@@ -68,6 +72,20 @@ def render(d: dict[str, Any]) -> list[str]:
             f"| {fw} | {us['bare']:.1f} | {us['rules 0']:.1f} | {us['rules 10']:.1f} | {us['rules 100']:.1f} "
             f"| {us['rules 10'] - us['rules 0']:+.1f} | {us['rules 100'] - us['rules 0']:+.1f} |"
         )
+    hostile = [(fw, us) for fw, us in d.get("frameworks", {}).items() if "hostile, rules 0" in us]
+    if hostile:
+        lines += [
+            "",
+            "A 4,096-character `X-Probe` header (`a` x 1000, `!` x 3096) against three patterns on that header"
+            " that Python's `re` backtracks on (`.*@.*\\..*$`, `.*\\d+.*\\d+.*x`, `(\\w+\\s?)+$`: the last one"
+            " never finished in 15 s on 29 characters); the conditions run on RE2 and read 1,024 characters:",
+            "",
+            "| framework | hostile header, no rules | hostile header, 3 ReDoS rules | the rules add |",
+            "|---|---|---|---|",
+        ]
+        for fw, us in hostile:
+            a, b = us["hostile, rules 0"], us["hostile, 3 ReDoS rules"]
+            lines.append(f"| {fw} | {a:.1f} | {b:.1f} | {b - a:+.1f} |")
     if "no_rules_ns" in d:
         lines += [
             "",
@@ -120,21 +138,35 @@ def main() -> None:
     snapshots = {n: RuleSet.parse(bench_rules(n), {})[0] if n else None for n in COUNTS}
     loop = asyncio.new_event_loop()
 
+    redos = [
+        {
+            "_id": f"redos-{i}",
+            "type": "regex",
+            "regex_config": [{"conditions": [{"path": "request.headers.x-probe", "value": p}]}],
+        }
+        for i, p in enumerate(REDOS)
+    ]
+    snapshots["redos"] = RuleSet.parse(redos, {})[0]
+    probing = False
+
     def run(app: Any, n: int) -> list[float]:
         samples = []
+        headers = PROBE if probing else ()
         for _ in range(n):
             t0 = time.perf_counter_ns()
             if framework == "starlette":
-                loop.run_until_complete(asgi_call(app, "GET", "/ping", b""))
+                loop.run_until_complete(asgi_call(app, "GET", "/ping", b"", headers))
             else:
-                wsgi_call(app, "GET", "/ping", b"")
+                wsgi_call(app, "GET", "/ping", b"", headers)
             samples.append((time.perf_counter_ns() - t0) / 1000)
         return samples
 
     variants: list[tuple[str, Any, Any]] = [("bare", bare, None)]
     variants += [(f"rules {n}", wrapped, snapshots[n]) for n in COUNTS]
-    for _, app, rules in variants:  # warm-up
+    variants += [("hostile, rules 0", wrapped, None), ("hostile, 3 ReDoS rules", wrapped, snapshots["redos"])]
+    for name, app, rules in variants:  # warm-up
         client.rules = rules
+        probing = name.startswith("hostile")
         run(app, 300)
     apimon.flush(30)
     client.flusher._chunk = 1_000_000  # the flusher sleeps through the timed rounds
@@ -143,6 +175,7 @@ def main() -> None:
         order = variants if r % 2 == 0 else variants[::-1]
         for name, app, rules in order:
             client.rules = rules
+            probing = name.startswith("hostile")
             results[name] += run(app, per_round)
         apimon.flush(30)
     medians = {name: statistics.median(samples) for name, samples in results.items()}

@@ -11,6 +11,7 @@ import io
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ def _request(endpoint: str) -> tuple[str, str, bytes]:
     return "GET", endpoint, b""
 
 
-def wsgi_call(app: Any, method: str, path: str, body: bytes) -> None:
+def wsgi_call(app: Any, method: str, path: str, body: bytes, headers: Sequence[tuple[str, str]] = ()) -> None:
     environ = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
@@ -49,6 +50,8 @@ def wsgi_call(app: Any, method: str, path: str, body: bytes) -> None:
     if body:
         environ["CONTENT_TYPE"] = "application/json"
         environ["CONTENT_LENGTH"] = str(len(body))
+    for name, value in headers:
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
     result = app(environ, lambda status, headers, exc_info=None: None)
     for _ in result:
         pass
@@ -57,7 +60,7 @@ def wsgi_call(app: Any, method: str, path: str, body: bytes) -> None:
         close()
 
 
-async def asgi_call(app: Any, method: str, path: str, body: bytes) -> None:
+async def asgi_call(app: Any, method: str, path: str, body: bytes, headers: Sequence[tuple[str, str]] = ()) -> None:
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -69,7 +72,8 @@ async def asgi_call(app: Any, method: str, path: str, body: bytes) -> None:
         "query_string": b"",
         "root_path": "",
         "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"accept", b"*/*")]
-        + ([(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())] if body else []),
+        + ([(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())] if body else [])
+        + [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers],
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8000),
     }
