@@ -48,6 +48,10 @@ before any app or middleware runs.
 """
 
 
+# The security section: attacks and their before/after figures, kept beside the tests that carry them.
+SECURITY = (Path(__file__).with_name("security.md")).read_text()
+
+
 def render(figures: dict[str, dict[str, object]]) -> str:
     lines = [
         HEADER,
@@ -65,7 +69,7 @@ def render(figures: dict[str, dict[str, object]]) -> str:
             if row.get(key) not in (None, 0):
                 zero_loss = False
     verdict = "**Unaccounted events: 0** in every scenario." if zero_loss else "**Some events were unaccounted.**"
-    lines += ["", verdict, ""]
+    lines += ["", verdict, "", SECURITY]
     return "\n".join(lines)
 
 
