@@ -16,79 +16,102 @@
 #define PLAIN_MAX_DEPTH 128
 #define PLAIN_MAX_DIGITS 200
 
-/* The ASCII names of the last field set seen (an app has one): compared without a Python call. */
-static PyObject *plain_fields;
-static char **plain_names;
-static Py_ssize_t *plain_lens;
-static Py_ssize_t plain_count;
+/* The redacted names of one configuration, compiled once (field_table(frozenset)) and passed to
+ * every json_plain call: nothing is shared between calls, so a call from a finalizer, another
+ * thread or another configuration cannot change the names a scan compares with. */
+typedef struct {
+    PyObject_HEAD
+    char **names; /* the ASCII names (only ASCII can equal an ASCII key lower-cased) */
+    Py_ssize_t *lens;
+    Py_ssize_t count;
+} FieldTable;
 
 static void
-forget_fields(void)
+free_names(char **names, Py_ssize_t *lens, Py_ssize_t count)
 {
-    for (Py_ssize_t i = 0; i < plain_count; i++)
-        PyMem_Free(plain_names[i]);
-    PyMem_Free(plain_names);
-    PyMem_Free(plain_lens);
-    plain_names = NULL;
-    plain_lens = NULL;
-    plain_count = 0;
-    Py_CLEAR(plain_fields);
+    for (Py_ssize_t i = 0; i < count; i++)
+        PyMem_Free(names[i]);
+    PyMem_Free(names);
+    PyMem_Free(lens);
 }
 
-static int
-learn_fields(PyObject *fields)
+static void
+field_table_dealloc(PyObject *self)
 {
-    if (fields == plain_fields)
-        return 0;
-    forget_fields();
-    PyObject *iterator = PyObject_GetIter(fields);
-    if (iterator == NULL)
-        return -1;
-    Py_ssize_t size = PyObject_Length(fields);
-    if (size < 0) {
-        Py_DECREF(iterator);
-        return -1;
+    FieldTable *table = (FieldTable *)self;
+    PyTypeObject *type = Py_TYPE(self);
+    free_names(table->names, table->lens, table->count);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+static PyType_Slot field_table_slots[] = {
+    {Py_tp_dealloc, field_table_dealloc},
+    {Py_tp_doc, "The redacted field names compiled for json_plain; made by field_table(frozenset)."},
+    {0, NULL},
+};
+
+static PyType_Spec field_table_spec = {
+    .name = "apimon._speedups.FieldTable",
+    .basicsize = sizeof(FieldTable),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = field_table_slots,
+};
+
+PyTypeObject *
+apimon_field_table_type(PyObject *module)
+{
+    return (PyTypeObject *)PyType_FromModuleAndSpec(module, &field_table_spec, NULL);
+}
+
+PyObject *
+apimon_field_table(PyObject *module, PyObject *fields)
+{
+    if (!PyFrozenSet_CheckExact(fields)) {
+        PyErr_SetString(PyExc_TypeError, "field_table(fields): fields must be a frozenset");
+        return NULL;
     }
-    plain_names = PyMem_Calloc((size_t)size + 1, sizeof(char *));
-    plain_lens = PyMem_Calloc((size_t)size + 1, sizeof(Py_ssize_t));
-    if (plain_names == NULL || plain_lens == NULL) {
-        Py_DECREF(iterator);
-        forget_fields();
-        PyErr_NoMemory();
-        return -1;
-    }
+    /* The names are copied into locals first; nothing here runs Python code (a frozenset's
+     * entries are read in place), and the table is published only once complete. */
+    Py_ssize_t size = PySet_GET_SIZE(fields), count = 0;
+    char **names = PyMem_Calloc((size_t)size + 1, sizeof(char *));
+    Py_ssize_t *lens = PyMem_Calloc((size_t)size + 1, sizeof(Py_ssize_t));
+    if (names == NULL || lens == NULL)
+        goto nomemory;
+    Py_ssize_t pos = 0;
     PyObject *item;
-    while ((item = PyIter_Next(iterator)) != NULL) {
-        /* An ASCII key lower-cased is ASCII: only ASCII names can equal one. */
-        if (PyUnicode_Check(item) && PyUnicode_IS_ASCII(item) && plain_count < size) {
-            Py_ssize_t len = PyUnicode_GET_LENGTH(item);
-            char *copy = PyMem_Malloc((size_t)len + 1);
-            if (copy == NULL) {
-                Py_DECREF(item);
-                Py_DECREF(iterator);
-                forget_fields();
-                PyErr_NoMemory();
-                return -1;
-            }
-            memcpy(copy, PyUnicode_1BYTE_DATA(item), (size_t)len + 1);
-            plain_names[plain_count] = copy;
-            plain_lens[plain_count] = len;
-            plain_count++;
-        }
-        Py_DECREF(item);
+    Py_hash_t hash;
+    while (_PySet_NextEntry(fields, &pos, &item, &hash) && count < size) {
+        if (!PyUnicode_Check(item) || !PyUnicode_IS_ASCII(item))
+            continue;
+        Py_ssize_t len = PyUnicode_GET_LENGTH(item);
+        char *copy = PyMem_Malloc((size_t)len + 1);
+        if (copy == NULL)
+            goto nomemory;
+        memcpy(copy, PyUnicode_1BYTE_DATA(item), (size_t)len + 1);
+        names[count] = copy;
+        lens[count] = len;
+        count++;
     }
-    Py_DECREF(iterator);
-    if (PyErr_Occurred()) {
-        forget_fields();
-        return -1;
+    PyTypeObject *type = speedups_state(module)->field_table_type;
+    FieldTable *table = PyObject_New(FieldTable, type);
+    if (table == NULL) {
+        free_names(names, lens, count);
+        return NULL;
     }
-    plain_fields = Py_NewRef(fields);
-    return 0;
+    table->names = names;
+    table->lens = lens;
+    table->count = count;
+    return (PyObject *)table;
+nomemory:
+    free_names(names, lens, count);
+    return PyErr_NoMemory();
 }
 
 typedef struct {
     const unsigned char *p, *end;
     int depth;
+    const FieldTable *fields;
 } Scan;
 
 static void
@@ -183,10 +206,11 @@ scan_string(Scan *s, int key)
             s->p++;
             if (!key)
                 return 1;
-            for (Py_ssize_t i = 0; i < plain_count; i++) {
-                if (plain_lens[i] != len)
+            const FieldTable *fields = s->fields;
+            for (Py_ssize_t i = 0; i < fields->count; i++) {
+                if (fields->lens[i] != len)
                     continue;
-                const char *name = plain_names[i];
+                const char *name = fields->names[i];
                 Py_ssize_t j = 0;
                 while (j < len) {
                     unsigned char k = start[j];
@@ -356,16 +380,18 @@ scan_value(Scan *s)
 }
 
 PyObject *
-apimon_json_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+apimon_json_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyBytes_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "json_plain(data: bytes, fields)");
+    if (nargs != 2 || !PyBytes_CheckExact(args[0]) ||
+        !Py_IS_TYPE(args[1], speedups_state(module)->field_table_type)) {
+        PyErr_SetString(PyExc_TypeError, "json_plain(data: bytes, table: FieldTable)");
         return NULL;
     }
-    if (learn_fields(args[1]) < 0)
-        return NULL;
+    /* The bytes and the table are the caller's arguments, held for the call; the scan runs no
+     * Python code. */
     Scan s = {(const unsigned char *)PyBytes_AS_STRING(args[0]),
-              (const unsigned char *)PyBytes_AS_STRING(args[0]) + PyBytes_GET_SIZE(args[0]), 0};
+              (const unsigned char *)PyBytes_AS_STRING(args[0]) + PyBytes_GET_SIZE(args[0]), 0,
+              (const FieldTable *)args[1]};
     skip_ws(&s);
     int plain = scan_value(&s);
     skip_ws(&s);

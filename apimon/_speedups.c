@@ -2,44 +2,46 @@
  *
  * Each function here has a pure-Python reference that stays the specification and the fallback
  * (apimon/headers.py, apimon/environ.py, apimon/redact.py; APIMON_PURE_PYTHON=1 forces them).
- * json_plain lives in _json_plain.c. The compiled code takes only the common shapes (exact str
- * and bytes, exact dicts and tuples); on anything else it hands the whole input to the Python reference, so both give the same result
- * by construction, and tests/core/test_speedups.py checks it with hypothesis.
+ * json_plain lives in _json_plain.c.
  *
- * configure_headers() and configure_environ() hand over what the loops share with Python: the
- * header-name cache dict, the canonical() function that fills it, the redaction marker, and the
- * reference functions to fall back to.
+ * The compiled code takes only exact built-in shapes (str, bytes, tuple, list, dict, frozenset),
+ * on which no Python code can run mid-loop (no __hash__, __eq__, lower() or finalizer of the
+ * caller's); on anything else it hands the whole input to the Python reference, so both give the
+ * same result by construction (tests/core/test_speedups.py checks it with hypothesis, hostile
+ * inputs included). No pointer borrowed from a container is held across a call that can run
+ * Python code: a list is copied to a tuple first, a replaced value is released after the walk.
+ *
+ * The module has one state per interpreter (multi-phase init): configure_headers(),
+ * configure_environ() and configure_redact() hand over what the loops share with Python in that
+ * interpreter.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
 #include "_speedups.h"
 
-static PyObject *known_names;     /* dict: header name as given -> canonical str (headers._KNOWN) */
-static PyObject *canonical_func;  /* headers.canonical(name) */
-static PyObject *merge_fallback;  /* headers.merge_py(pairs) */
-static PyObject *environ_fallback; /* environ.environ_headers_py(environ) */
-static PyObject *comma;           /* "," */
-static PyObject *redacted;        /* "[REDACTED]" */
-static PyObject *lower_name;      /* "lower" */
-
 static PyObject *
-configure_headers(PyObject *self, PyObject *args)
+configure_headers(PyObject *module, PyObject *args)
 {
+    SpeedupsState *st = speedups_state(module);
     PyObject *known, *canon, *merge_py, *marker;
     if (!PyArg_ParseTuple(args, "O!OOU:configure_headers", &PyDict_Type, &known, &canon, &merge_py, &marker))
         return NULL;
-    Py_XSETREF(known_names, Py_NewRef(known));
-    Py_XSETREF(canonical_func, Py_NewRef(canon));
-    Py_XSETREF(merge_fallback, Py_NewRef(merge_py));
-    Py_XSETREF(redacted, Py_NewRef(marker));
+    Py_XSETREF(st->known_names, Py_NewRef(known));
+    Py_XSETREF(st->canonical_func, Py_NewRef(canon));
+    Py_XSETREF(st->merge_fallback, Py_NewRef(merge_py));
+    Py_XSETREF(st->redacted, Py_NewRef(marker));
     Py_RETURN_NONE;
 }
 
 static PyObject *
-configure_environ(PyObject *self, PyObject *environ_py)
+configure_environ(PyObject *module, PyObject *environ_py)
 {
-    Py_XSETREF(environ_fallback, Py_NewRef(environ_py));
+    Py_XSETREF(speedups_state(module)->environ_fallback, Py_NewRef(environ_py));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+configure_redact(PyObject *module, PyObject *redact_py)
+{
+    Py_XSETREF(speedups_state(module)->redact_fallback, Py_NewRef(redact_py));
     Py_RETURN_NONE;
 }
 
@@ -56,27 +58,35 @@ configured(PyObject *what, const char *by)
 /* merge(pairs) -> dict: canonical names, the values of a repeated name joined by ",".
  * The reference is apimon.headers.merge_py. */
 static PyObject *
-merge(PyObject *self, PyObject *pairs)
+merge(PyObject *module, PyObject *pairs)
 {
-    if (!configured(known_names, "configure_headers"))
+    SpeedupsState *st = speedups_state(module);
+    if (!configured(st->known_names, "configure_headers"))
         return NULL;
-    /* Lists and tuples only: any other iterable goes to the reference unconsumed. */
-    if (!PyList_CheckExact(pairs) && !PyTuple_CheckExact(pairs))
-        return PyObject_CallOneArg(merge_fallback, pairs);
-    PyObject *seq = PySequence_Fast(pairs, "header pairs");
+    PyObject *seq;
+    /* A list is copied first: the app that owns it (or another thread) may change it, and
+     * canonical() runs Python code. Any other iterable goes to the reference unconsumed. */
+    if (PyTuple_CheckExact(pairs))
+        seq = Py_NewRef(pairs);
+    else if (PyList_CheckExact(pairs))
+        seq = PyList_AsTuple(pairs);
+    else
+        return PyObject_CallOneArg(st->merge_fallback, pairs);
     if (seq == NULL)
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
     PyObject *out = PyDict_New();
     if (out == NULL)
         goto error;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *pair = items[i];
+        PyObject *pair = PyTuple_GET_ITEM(seq, i); /* the tuple holds it until the end */
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
             goto fallback;
         PyObject *name = PyTuple_GET_ITEM(pair, 0);
         PyObject *value = PyTuple_GET_ITEM(pair, 1);
+        /* Exact names only: their hash and equality run no Python code. */
+        if (!PyUnicode_CheckExact(name) && !PyBytes_CheckExact(name))
+            goto fallback;
         PyObject *text;
         if (PyBytes_CheckExact(value))
             text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
@@ -86,25 +96,31 @@ merge(PyObject *self, PyObject *pairs)
             goto fallback; /* str subclasses, bytearray, ...: the reference's exact rules */
         if (text == NULL)
             goto error;
-        PyObject *key = PyDict_GetItemWithError(known_names, name);
+        PyObject *key = PyDict_GetItemWithError(st->known_names, name);
         if (key != NULL && PyUnicode_CheckExact(key) && PyUnicode_GET_LENGTH(key) > 0) {
             Py_INCREF(key);
         }
         else {
-            if (PyErr_Occurred()) { /* an unhashable name */
+            if (PyErr_Occurred()) {
                 Py_DECREF(text);
                 goto error;
             }
-            key = PyObject_CallOneArg(canonical_func, name);
+            key = PyObject_CallOneArg(st->canonical_func, name);
             if (key == NULL) {
                 Py_DECREF(text);
                 goto error;
             }
+            if (!PyUnicode_CheckExact(key)) {
+                Py_DECREF(key);
+                Py_DECREF(text);
+                goto fallback;
+            }
         }
+        /* out's keys are exact str: looking one up runs no Python code. */
         PyObject *seen = PyDict_GetItemWithError(out, key);
         int rc;
         if (seen != NULL) {
-            PyObject *joined = PyUnicode_Concat(seen, comma);
+            PyObject *joined = PyUnicode_Concat(seen, st->comma);
             if (joined != NULL)
                 PyUnicode_Append(&joined, text);
             rc = joined == NULL ? -1 : PyDict_SetItem(out, key, joined);
@@ -126,8 +142,12 @@ merge(PyObject *self, PyObject *pairs)
 
 fallback:
     Py_XDECREF(out);
-    Py_DECREF(seq);
-    return PyObject_CallOneArg(merge_fallback, pairs);
+    {
+        /* The reference reads the snapshot, not a list that may have changed since. */
+        PyObject *result = PyObject_CallOneArg(st->merge_fallback, seq);
+        Py_DECREF(seq);
+        return result;
+    }
 error:
     Py_XDECREF(out);
     Py_DECREF(seq);
@@ -137,21 +157,23 @@ error:
 /* environ_headers(environ) -> list of (name without "HTTP_", value), in the environ's order.
  * The reference is apimon.environ.environ_headers_py. */
 static PyObject *
-environ_headers(PyObject *self, PyObject *environ)
+environ_headers(PyObject *module, PyObject *environ)
 {
-    if (!configured(environ_fallback, "configure_environ"))
+    SpeedupsState *st = speedups_state(module);
+    if (!configured(st->environ_fallback, "configure_environ"))
         return NULL;
     if (!PyDict_CheckExact(environ))
-        return PyObject_CallOneArg(environ_fallback, environ);
+        return PyObject_CallOneArg(st->environ_fallback, environ);
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
     Py_ssize_t pos = 0;
     PyObject *key, *value;
+    /* Nothing below runs Python code: the borrowed key and value stay valid for the step. */
     while (PyDict_Next(environ, &pos, &key, &value)) {
         if (!PyUnicode_CheckExact(key)) {
             Py_DECREF(out);
-            return PyObject_CallOneArg(environ_fallback, environ);
+            return PyObject_CallOneArg(st->environ_fallback, environ);
         }
         Py_ssize_t len = PyUnicode_GET_LENGTH(key);
         if (len < 5 || PyUnicode_READ_CHAR(key, 0) != 'H')
@@ -177,21 +199,22 @@ error:
     return NULL;
 }
 
-/* key.lower() in fields, for a dict key of a JSON body. */
+/* key.lower() in fields, for an exact str key and a frozenset of exact str (see exact_fields):
+ * neither the lower-casing nor the lookup runs Python code. */
 static int
-is_secret(PyObject *key, PyObject *fields)
+is_secret(SpeedupsState *st, PyObject *key, PyObject *fields)
 {
     PyObject *lowered;
     Py_ssize_t len;
-    if (PyUnicode_CheckExact(key) && PyUnicode_IS_ASCII(key) && (len = PyUnicode_GET_LENGTH(key)) <= 64) {
-        /* ASCII lower-casing is str.lower() for ASCII text; no method call. A key already in
-         * lower case (most JSON keys) is looked up as it is: no new string. */
+    if (PyUnicode_IS_ASCII(key) && (len = PyUnicode_GET_LENGTH(key)) <= 64) {
+        /* ASCII lower-casing is str.lower() for ASCII text. A key already in lower case (most
+         * JSON keys) is looked up as it is: no new string. */
         const char *src = (const char *)PyUnicode_1BYTE_DATA(key);
         Py_ssize_t upper = 0;
         while (upper < len && !(src[upper] >= 'A' && src[upper] <= 'Z'))
             upper++;
         if (upper == len)
-            return PySequence_Contains(fields, key);
+            return PySet_Contains(fields, key);
         char buf[64];
         for (Py_ssize_t i = 0; i < len; i++) {
             char c = src[i];
@@ -200,16 +223,31 @@ is_secret(PyObject *key, PyObject *fields)
         lowered = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, buf, len);
     }
     else {
-        lowered = PyObject_CallMethodNoArgs(key, lower_name);
+        lowered = PyObject_CallMethodNoArgs(key, st->lower_name); /* str.lower: C */
     }
     if (lowered == NULL)
         return -1;
-    int found = PySequence_Contains(fields, lowered);
+    int found = PySet_Contains(fields, lowered);
     Py_DECREF(lowered);
     return found;
 }
 
-/* A stack of owned references for the walk of a JSON value. */
+/* Whether every item of a frozenset is an exact str: then a lookup compares with no Python code. */
+static int
+exact_fields(PyObject *fields)
+{
+    if (!PyFrozenSet_CheckExact(fields))
+        return 0;
+    Py_ssize_t pos = 0;
+    PyObject *item;
+    Py_hash_t hash;
+    while (_PySet_NextEntry(fields, &pos, &item, &hash))
+        if (!PyUnicode_CheckExact(item))
+            return 0;
+    return 1;
+}
+
+/* A stack of owned references. */
 typedef struct {
     PyObject **items;
     Py_ssize_t size, capacity;
@@ -238,6 +276,8 @@ clear(Stack *stack)
     while (stack->size > 0)
         Py_DECREF(stack->items[--stack->size]);
     PyMem_Free(stack->items);
+    stack->items = NULL;
+    stack->capacity = 0;
 }
 
 static int
@@ -248,39 +288,52 @@ is_container(PyObject *value)
 
 /* redact_json(value, fields) -> int: every object key in fields gets "[REDACTED]", in place, at
  * any depth (an explicit stack: no recursion); how many were. The reference is
- * apimon.redact.redact_json_py. */
+ * apimon.redact.redact_json_py, which takes over for anything not exact: fields that are not a
+ * frozenset of exact str, a key that is not an exact str. Handing over mid-walk is safe: the
+ * reference redacts again what was redacted (the same marker) and counts every secret key. */
 static PyObject *
-redact_json(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+redact_json(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    SpeedupsState *st = speedups_state(module);
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "redact_json(value, fields)");
         return NULL;
     }
-    if (!configured(redacted, "configure_headers"))
+    if (!configured(st->redacted, "configure_headers") || !configured(st->redact_fallback, "configure_redact"))
         return NULL;
     PyObject *value = args[0], *fields = args[1];
-    int any = PyObject_IsTrue(fields);
-    if (any < 0)
-        return NULL;
-    if (!any || !is_container(value))
+    if (!exact_fields(fields))
+        return PyObject_Vectorcall(st->redact_fallback, args, 2, NULL);
+    if (PySet_GET_SIZE(fields) == 0 || !is_container(value))
         return PyLong_FromLong(0);
     Stack stack = {NULL, 0, 0};
+    /* The values replaced: released after the walk, so no finalizer runs while it holds a
+     * borrowed key or value. */
+    Stack replaced = {NULL, 0, 0};
     Py_ssize_t count = 0;
+    int handover = 0;
     if (push(&stack, value) < 0)
         goto error;
-    while (stack.size > 0) {
+    while (stack.size > 0 && !handover) {
         PyObject *item = stack.items[--stack.size]; /* owned */
         int failed = 0;
         if (PyDict_CheckExact(item)) {
             Py_ssize_t pos = 0;
             PyObject *key, *child;
-            while (!failed && PyDict_Next(item, &pos, &key, &child)) {
-                int secret = is_secret(key, fields);
+            while (!failed && !handover && PyDict_Next(item, &pos, &key, &child)) {
+                if (!PyUnicode_CheckExact(key)) {
+                    handover = 1;
+                    break;
+                }
+                int secret = is_secret(st, key, fields);
                 if (secret < 0)
                     failed = 1;
                 else if (secret) {
-                    /* An existing key: the dict does not resize under the iteration. */
-                    failed = PyDict_SetItem(item, key, redacted) < 0;
+                    /* An existing key: the dict does not resize under the iteration. The key is
+                     * held across the store (another key's __eq__ may run in its lookup). */
+                    Py_INCREF(key);
+                    failed = push(&replaced, child) < 0 || PyDict_SetItem(item, key, st->redacted) < 0;
+                    Py_DECREF(key);
                     count++;
                 }
                 else if (is_container(child))
@@ -299,10 +352,20 @@ redact_json(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             goto error;
     }
     clear(&stack);
+    clear(&replaced);
+    if (handover)
+        return PyObject_Vectorcall(st->redact_fallback, args, 2, NULL);
     return PyLong_FromSsize_t(count);
 error:
     clear(&stack);
+    clear(&replaced);
     return NULL;
+}
+
+static PyObject *
+field_table(PyObject *module, PyObject *fields)
+{
+    return apimon_field_table(module, fields);
 }
 
 static PyMethodDef methods[] = {
@@ -310,25 +373,90 @@ static PyMethodDef methods[] = {
      "configure_headers(known, canonical, merge_py, redacted): what merge and redact_json share with Python."},
     {"configure_environ", configure_environ, METH_O,
      "configure_environ(environ_headers_py): the reference environ_headers falls back to."},
+    {"configure_redact", configure_redact, METH_O, "configure_redact(redact_json_py): the reference of redact_json."},
     {"merge", merge, METH_O, "merge(pairs) -> dict; see apimon.headers.merge_py."},
     {"environ_headers", environ_headers, METH_O, "environ_headers(environ) -> list; see apimon.environ."},
     {"redact_json", (PyCFunction)(void (*)(void))redact_json, METH_FASTCALL, "redact_json(value, fields) -> int; see apimon.redact."},
+    {"field_table", field_table, METH_O,
+     "field_table(fields: frozenset) -> FieldTable: the redacted names, compiled once for json_plain."},
     {"json_plain", (PyCFunction)(void (*)(void))apimon_json_plain, METH_FASTCALL,
-     "json_plain(data, fields) -> bool: JSON orjson accepts with no key to redact; see apimon.bodies."},
+     "json_plain(data, table) -> bool: JSON orjson accepts with no key to redact; see apimon.bodies."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "apimon._speedups", "The event builder's hot loops, compiled (see apimon.native).",
-    -1, methods,
+static int
+exec_module(PyObject *module)
+{
+    SpeedupsState *st = speedups_state(module);
+    st->comma = PyUnicode_InternFromString(",");
+    st->lower_name = PyUnicode_InternFromString("lower");
+    if (st->comma == NULL || st->lower_name == NULL)
+        return -1;
+    st->field_table_type = apimon_field_table_type(module);
+    if (st->field_table_type == NULL)
+        return -1;
+    return PyModule_AddObjectRef(module, "FieldTable", (PyObject *)st->field_table_type);
+}
+
+static int
+traverse(PyObject *module, visitproc visit, void *arg)
+{
+    SpeedupsState *st = speedups_state(module);
+    if (st == NULL)
+        return 0;
+    Py_VISIT(st->known_names);
+    Py_VISIT(st->canonical_func);
+    Py_VISIT(st->merge_fallback);
+    Py_VISIT(st->environ_fallback);
+    Py_VISIT(st->redact_fallback);
+    Py_VISIT(st->redacted);
+    Py_VISIT(st->field_table_type);
+    return 0;
+}
+
+static int
+clear_module(PyObject *module)
+{
+    SpeedupsState *st = speedups_state(module);
+    if (st == NULL)
+        return 0;
+    Py_CLEAR(st->known_names);
+    Py_CLEAR(st->canonical_func);
+    Py_CLEAR(st->merge_fallback);
+    Py_CLEAR(st->environ_fallback);
+    Py_CLEAR(st->redact_fallback);
+    Py_CLEAR(st->redacted);
+    Py_CLEAR(st->comma);
+    Py_CLEAR(st->lower_name);
+    Py_CLEAR(st->field_table_type);
+    return 0;
+}
+
+static void
+free_module(void *module)
+{
+    clear_module((PyObject *)module);
+}
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, exec_module},
+    {0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "apimon._speedups",
+    .m_doc = "The event builder's hot loops, compiled (see apimon.native).",
+    .m_size = sizeof(SpeedupsState),
+    .m_methods = methods,
+    .m_slots = slots,
+    .m_traverse = traverse,
+    .m_clear = clear_module,
+    .m_free = free_module,
 };
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    comma = PyUnicode_InternFromString(",");
-    lower_name = PyUnicode_InternFromString("lower");
-    if (comma == NULL || lower_name == NULL)
-        return NULL;
-    return PyModule_Create(&module);
+    return PyModuleDef_Init(&module_def);
 }

@@ -118,7 +118,13 @@ def classify(
         return None
     kind, mtype = _kind(content_type)
     if kind == _JSON:
-        if verbatim and _json_plain is not None and type(decoded) is bytes and _json_plain(decoded, redact_fields):
+        if (
+            verbatim
+            and _json_plain is not None
+            and type(decoded) is bytes
+            and type(redact_fields) is frozenset
+            and _json_plain(decoded, _field_table(redact_fields))
+        ):
             # JSON with nothing to redact goes into the event as the app's own bytes: no parse,
             # no second encoding (orjson.Fragment). The compiled check is stricter than orjson;
             # what it does not pass takes the path below, which decides the same way.
@@ -154,7 +160,11 @@ def classify(
 _INVALID = object()
 COMPILED_WALK = redact_json is not redact_json_py
 _native = speedups()
-_json_plain: Callable[[bytes, frozenset[str]], bool] | None = None if _native is None else _native.json_plain
+_json_plain: Callable[[bytes, Any], bool] | None = None if _native is None else _native.json_plain
+# The redacted names compiled once per configuration's set (a process has one or two).
+_field_table: Callable[[frozenset[str]], Any] = (
+    (lambda fields: None) if _native is None else lru_cache(maxsize=8)(_native.field_table)
+)
 
 
 def _redact(parsed: Any, data: bytes, fields: frozenset[str]) -> int:

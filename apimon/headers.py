@@ -25,7 +25,9 @@ def canonical(name: str | bytes) -> str:
     if key is None:
         text = name if isinstance(name, str) else name.decode("latin-1")
         key = "-".join(part.capitalize() for part in text.replace("_", "-").split("-"))
-        if len(_KNOWN) < _KNOWN_MAX and len(name) <= _KNOWN_NAME_MAX:
+        # Exact str and bytes names only: looking one up then runs no Python code (the compiled
+        # merge relies on it), whatever a str subclass's __eq__ would do.
+        if len(_KNOWN) < _KNOWN_MAX and len(name) <= _KNOWN_NAME_MAX and type(name) in (str, bytes):
             _KNOWN[name] = key
     return key
 

@@ -45,7 +45,9 @@ def redact_json_py(value: Any, fields: frozenset[str]) -> int:
 redact_json: Callable[[Any, frozenset[str]], int] = redact_json_py
 _native = speedups()
 if _native is not None:
-    redact_json = _native.redact_json  # configured by apimon.headers (imported above)
+    # The marker is handed over by apimon.headers (imported above); the reference here.
+    _native.configure_redact(redact_json_py)
+    redact_json = _native.redact_json
 
 
 # A flat object with more keys than this is left to the walk or the search of bodies.py, which
