@@ -80,7 +80,8 @@ def test_all_adapters_produce_the_same_events(tmp_path: Path) -> None:
         server = ServerProcess(
             fw.command(port),
             port,
-            env={"APIMON_STORE": db, "PYTHONPATH": str(REPO)},
+            # One key for all: with none, each store keeps its own and the session tokens differ.
+            env={"APIMON_STORE": db, "PYTHONPATH": str(REPO), "APIMON_SESSION_SECRET": "cross-adapter"},
             cwd=str(REPO),
             log_path=str(tmp_path / f"{fw.name}.log"),
         )
