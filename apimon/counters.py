@@ -26,6 +26,8 @@ NAMES: tuple[str, ...] = (
     "dropped_error",
     "hook_errors",
     "internal_errors",
+    # ASGI scopes whose server, client or headers could not be read: passed to the app uncaptured.
+    "scopes_unreadable",
     # Moesif's governance and sampling rules (apimon.governance, apimon.sinks.moesif_config).
     "governance_blocked",
     "governance_headers",

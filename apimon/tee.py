@@ -75,6 +75,8 @@ class TeeReader:
         self._stream = stream
         self._tee = tee
         self._expected = expected
+        #: What :meth:`finish` read of a stream that cannot seek back, for later readers.
+        self.drained: bytes | None = None
 
     def _seen(self, data: bytes) -> bytes:
         if data:
@@ -143,11 +145,86 @@ class TeeReader:
         try:
             seekable = getattr(stream, "seekable", None)
             at = stream.tell() if seekable is not None and seekable() else None
-            self._seen(stream.read(remaining))
+            data = stream.read(remaining)
+            self._seen(data)
             if at is not None:
                 stream.seek(at)
+            elif data:
+                self.drained = data
         except Exception:
             return
+
+    def stream_after(self) -> Any:
+        """The stream to leave for whoever reads the request after the call (a deferred task, a
+        test client): the original, or, when :meth:`finish` read from one that cannot seek back,
+        a :class:`Replay` that serves those bytes first."""
+        return self._stream if self.drained is None else Replay(self.drained, self._stream)
+
+
+class Replay:
+    """A request stream's bytes that apimon read for the event, then the rest of the stream: a
+    later reader gets what it would have got had apimon not read them."""
+
+    def __init__(self, data: bytes, stream: Any) -> None:
+        self._data = data
+        self._at = 0
+        self._stream = stream
+
+    def read(self, size: int | None = -1) -> bytes:
+        held = self._data[self._at :]
+        if size is None or size < 0:
+            self._at = len(self._data)
+            rest: bytes = self._stream.read()
+            return held + rest if rest else held
+        if held:
+            part = held[:size]
+            self._at += len(part)
+            return part
+        data: bytes = self._stream.read(size)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        held = self._data[self._at :]
+        if not held:
+            line: bytes = self._stream.readline() if size is None or size < 0 else self._stream.readline(size)
+            return line
+        end = held.find(b"\n") + 1 or len(held)
+        if size is not None and size >= 0:
+            end = min(end, size)
+        self._at += end
+        part = held[:end]
+        if part.endswith(b"\n") or (size is not None and 0 <= size == len(part)):
+            return part
+        more = size - len(part) if size is not None and size >= 0 else -1
+        tail: bytes = self._stream.readline(more) if more >= 0 else self._stream.readline()
+        return part + tail
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 class _Tee:

@@ -35,6 +35,57 @@ _PATH_SAFE = "/;=,:@!$&'()*+~"
 RouteResolver = Callable[[Scope], "str | None"]
 
 
+def readable_scope(scope: Scope) -> bool:
+    """Make what the ASGI spec lets a server give as any iterable (``server``, ``client``,
+    ``headers`` and each header pair) into lists and tuples, in the scope itself, once, on the
+    request path: apimon reads them (later, on the flusher thread) and the app reads them after,
+    so a one-shot iterator must not be consumed by the first reader. The common shapes (uvicorn's,
+    hypercorn's, daphne's) are left as they are. False when the scope cannot be read."""
+    headers = scope.get("headers")
+    if headers is not None and type(headers) is not list:
+        if isinstance(headers, tuple):
+            pass
+        elif isinstance(headers, bytes | str | dict) or not hasattr(headers, "__iter__"):
+            return False
+        else:
+            scope["headers"] = headers = list(headers)
+    if headers:
+        for pair in headers:
+            if (type(pair) is not tuple and type(pair) is not list) or len(pair) != 2:
+                # A pair that is some other iterable is read once, into a tuple both readers take.
+                fixed = _pairs(headers)
+                if fixed is None:
+                    return False
+                scope["headers"] = fixed
+                break
+    for key in ("server", "client"):
+        value = scope.get(key)
+        if value is not None and type(value) is not tuple and type(value) is not list:
+            if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+                return False
+            scope[key] = tuple(value)
+    return True
+
+
+def _pair(pair: Any) -> tuple[Any, Any]:
+    name, value = pair
+    return (name, value)
+
+
+def _pairs(headers: Any) -> list[Any] | None:
+    """The header pairs as lists and tuples of two, or None when one is not a pair."""
+    out = []
+    for pair in headers:
+        if type(pair) is not tuple and type(pair) is not list:
+            if isinstance(pair, str | bytes | dict) or not hasattr(pair, "__iter__"):
+                return None
+            pair = tuple(pair)
+        if len(pair) != 2:
+            return None
+        out.append(pair)
+    return out
+
+
 def resolve_scope(raw: RawCall) -> None:
     """Fill ``raw``'s request fields from its copy of the scope (runs on the flusher thread)."""
     scope: Scope = raw.source
@@ -114,6 +165,10 @@ class ApimonMiddleware:
             return
         decision = None
         try:
+            if not readable_scope(scope):
+                client.counters.incr("scopes_unreadable")
+                await self.app(scope, receive, send)
+                return
             raw = RawCall.deferred(dict(scope), self._resolve, time.time())
             # Moesif's governance rules, when there are any: decided before the app runs.
             rules = client.rules
@@ -176,10 +231,16 @@ class ApimonMiddleware:
                         finish()
                     return
             elif kind == "http.response.start":
+                headers = message.get("headers") or ()
+                if type(headers) is not list and type(headers) is not tuple:
+                    # Any iterable, per the spec: read once, and the server gets the same pairs.
+                    headers = [_pair(p) for p in headers]
+                    message = {**message, "headers": headers}
                 if decision is not None and decision.headers:
-                    message = {**message, "headers": with_headers_bytes(message.get("headers") or [], decision.headers)}
+                    message = {**message, "headers": with_headers_bytes(headers, decision.headers)}
                 raw.status = message["status"]
-                raw.resp_headers = message.get("headers") or []
+                # A copy: the app may reuse or change its list after sending it.
+                raw.resp_headers = tuple(message.get("headers") or ())
             await send(message)
 
         async def receive_tee() -> Message:

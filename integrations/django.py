@@ -279,8 +279,12 @@ class ApimonMiddleware:
         if raw is None:
             return
         try:
-            if state.reader is not None:
-                state.reader.finish(state.client.config.max_body_bytes)
+            reader = state.reader
+            if reader is not None:
+                reader.finish(state.client.config.max_body_bytes)
+                after = reader.stream_after()
+                if getattr(request, "_stream", None) is reader:
+                    request._stream = after
             match = getattr(request, "resolver_match", None)
             route = getattr(match, "route", None)
             if route:

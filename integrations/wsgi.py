@@ -122,9 +122,11 @@ class ApimonMiddleware:
             if reader is not None:
                 reader.finish(config.max_body_bytes)
                 # Whoever keeps the environ after the call (a test client follows a redirect
-                # with it) finds the input stream it put there.
+                # with it) finds the input stream it put there, or one that replays what apimon
+                # read of it for the event.
+                after = reader.stream_after()
                 if environ.get("wsgi.input") is reader:
-                    environ["wsgi.input"] = original_input
+                    environ["wsgi.input"] = after
             route = environ.get(ROUTE_KEY)
             if route is not None:
                 raw.route = route
@@ -188,8 +190,8 @@ def _resolver_for(app: object) -> tuple[Callable[[RawCall], None], RouteAtStart 
     """How a call's request fields are read, off the request path (the environ, plus the
     framework's own route template when the glue knows the framework), and how the glue reads the
     route inside ``start_response``. Flask is detected by module name, so no framework is
-    imported here."""
-    owner = getattr(app, "__self__", app)
+    imported here, through middleware that keep the app they wrap as ``.app`` (ProxyFix, ...)."""
+    owner = _framework_owner(app)
     if type(owner).__module__.partition(".")[0] == "flask":
         from apimon.integrations.flask import resolver_for, route_at_start
 
@@ -201,4 +203,26 @@ def _resolver_for(app: object) -> tuple[Callable[[RawCall], None], RouteAtStart 
                 framework(raw)
 
             return resolve, route_at_start
-    return resolve_environ, None
+    # Behind a wrapper that hides the app (a closure), a Werkzeug app still leaves its request,
+    # and the rule it matched, in the environ while it calls start_response.
+    return resolve_environ, werkzeug_route
+
+
+def _framework_owner(app: object) -> object:
+    for _ in range(8):
+        owner = getattr(app, "__self__", app)
+        if type(owner).__module__.partition(".")[0] == "flask":
+            return owner
+        inner = getattr(owner, "app", None)
+        if inner is None or inner is app:
+            return owner
+        app = inner
+    return app
+
+
+def werkzeug_route(environ: dict[str, Any]) -> str | None:
+    """The URL rule a Werkzeug-based app matched, if it left its request in the environ."""
+    request = environ.get("werkzeug.request")
+    rule = getattr(request, "url_rule", None) if request is not None else None
+    text = getattr(rule, "rule", None)
+    return text if isinstance(text, str) else None

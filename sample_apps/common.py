@@ -113,3 +113,41 @@ class Items:
         if item_id not in self.items:
             return 404, {"error": "not found"}
         return 200, self.items[item_id]
+
+
+def spec_shaped(app: Any) -> Any:
+    """With ``APIMON_SAMPLE_SCOPE=spec``, the ASGI server's scope as the spec allows it but servers
+    seldom make it, before it reaches apimon and the app: ``server`` and ``client`` as lists,
+    headers a tuple of ``[name, value]`` lists, and the optional keys whose default is what the
+    server said left out. Otherwise ``app`` itself."""
+    import os
+
+    if os.environ.get("APIMON_SAMPLE_SCOPE") != "spec":
+        return app
+
+    async def shaped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope = dict(scope)
+            scope["headers"] = tuple([name, value] for name, value in scope.get("headers", ()))
+            for key in ("server", "client"):
+                if scope.get(key) is not None:
+                    scope[key] = list(scope[key])
+            for key, default in (("root_path", ""), ("scheme", "http")):
+                if scope.get(key) == default:
+                    del scope[key]
+            if scope.get("raw_path") is not None and scope["raw_path"] == scope["path"].encode("latin-1", "replace"):
+                del scope["raw_path"]
+        await app(scope, receive, send)
+
+    return shaped
+
+
+def sized_reads(app: Any) -> Any:
+    """A WSGI app without the ``wsgi.input_terminated`` extension gunicorn sets: Werkzeug then
+    reads the body with a size, as PEP 3333 (and wsgiref's validator) asks, not with ``read()``."""
+
+    def sized(environ: dict[str, Any], start_response: Any) -> Any:
+        environ.pop("wsgi.input_terminated", None)
+        return app(environ, start_response)
+
+    return sized

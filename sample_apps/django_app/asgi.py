@@ -6,5 +6,8 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from sample_apps.common import spec_shaped
+
 os.environ["DJANGO_SETTINGS_MODULE"] = "sample_apps.django_app.settings"
-application = get_asgi_application()
+# The scope as the ASGI spec also allows it, when the scenario suite asks: outermost.
+application = spec_shaped(get_asgi_application())

@@ -186,3 +186,8 @@ if os.environ.get("APIMON_SAMPLE_BARE") != "1":
     from sample_apps.common import options_from_env
 
     app.add_middleware(ApimonMiddleware, flush_interval=0.2, **options_from_env())
+
+# The scope as the ASGI spec also allows it (the scenario suite runs once so): outermost.
+from sample_apps.common import spec_shaped  # noqa: E402
+
+app = spec_shaped(app)

@@ -163,6 +163,14 @@ def create_app() -> Flask:
 
 
 app = create_app()
+if os.environ.get("APIMON_SAMPLE_VALIDATE") == "1":
+    # Under wsgiref's validator the app must keep PEP 3333 too: Flask gives 204 and 304 a type.
+    @app.after_request
+    def _no_type_without_content(response: Response) -> Response:
+        if response.status_code in (204, 304):
+            response.headers.pop("Content-Type", None)
+        return response
+
 if os.environ.get("APIMON_SAMPLE_BARE") != "1":
     from apimon.integrations.wsgi import ApimonMiddleware
 
@@ -195,4 +203,18 @@ if os.environ.get("APIMON_SAMPLE_BARE") != "1":
     if os.environ.get("APIMON_SAMPLE_WORKER_PID") == "1":
         # Which worker served each call, for the multi-worker reliability tests.
         options["get_metadata"] = lambda request, response: {"worker_pid": os.getpid()}
-    app.wsgi_app = ApimonMiddleware(app.wsgi_app, **options)  # type: ignore[method-assign]
+    if os.environ.get("APIMON_SAMPLE_VALIDATE") == "1":
+        # PEP 3333 checked on both sides of apimon: what the server hands it, what it hands the app.
+        from wsgiref.validate import validator
+
+        from sample_apps.common import sized_reads
+
+        app.wsgi_app = sized_reads(validator(ApimonMiddleware(validator(app.wsgi_app), **options)))  # type: ignore[method-assign]
+    else:
+        app.wsgi_app = ApimonMiddleware(app.wsgi_app, **options)  # type: ignore[method-assign]
+elif os.environ.get("APIMON_SAMPLE_VALIDATE") == "1":
+    from wsgiref.validate import validator
+
+    from sample_apps.common import sized_reads
+
+    app.wsgi_app = sized_reads(validator(validator(app.wsgi_app)))  # type: ignore[method-assign]

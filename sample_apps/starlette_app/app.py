@@ -195,3 +195,8 @@ if os.environ.get("APIMON_SAMPLE_BARE") != "1":
         # Which worker served each call, for the multi-worker reliability tests.
         options["get_metadata"] = lambda request, response: {"worker_pid": os.getpid()}
     app.add_middleware(ApimonMiddleware, **options)
+
+# The scope as the ASGI spec also allows it (the scenario suite runs once so): outermost.
+from sample_apps.common import spec_shaped  # noqa: E402
+
+app = spec_shaped(app)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,42 @@ import apimon
 from apimon.store import Store
 from apimon.types import Message, Receive, Scope, Send
 
+# Every test runs with the scope as servers give it and as the ASGI spec also allows it: server,
+# client and headers as one-shot iterables, header pairs as lists, tuples for lists, the optional
+# keys left out where their default is what the server would have said.
+SHAPES = ("usual", "iterables", "tuples", "sparse")
+_shape = "usual"
+
+
+@pytest.fixture(autouse=True, params=SHAPES)
+def scope_shape(request: pytest.FixtureRequest) -> Iterator[str]:
+    global _shape
+    _shape = request.param
+    yield request.param
+    _shape = "usual"
+
+
+def shaped(scope: Scope, shape: str) -> Scope:
+    """``scope`` in one of the spec's allowed :data:`SHAPES`, holding the same values."""
+    if shape == "iterables":
+        pairs = list(scope["headers"])
+        scope["headers"] = ([name, value] for name, value in pairs)
+        for key in ("server", "client"):
+            if scope.get(key) is not None:
+                scope[key] = iter(list(scope[key]))
+    elif shape == "tuples":
+        scope["headers"] = tuple(tuple(pair) for pair in scope["headers"])
+        for key in ("server", "client"):
+            if scope.get(key) is not None:
+                scope[key] = list(scope[key])
+    elif shape == "sparse":
+        for key, default in (("root_path", ""), ("scheme", "http"), ("query_string", b""), ("http_version", "1.1")):
+            if scope.get(key) == default:
+                del scope[key]
+        if scope.get("raw_path") == scope["path"].encode():
+            del scope["raw_path"]
+    return scope
+
 
 def http_scope(
     path: str = "/x",
@@ -23,20 +60,23 @@ def http_scope(
     headers: list[tuple[bytes, bytes]] | None = None,
     method: str = "POST",
 ) -> Scope:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"example.test"), (b"content-type", b"text/plain")] if headers is None else headers,
-        "client": client,
-        "server": ("127.0.0.1", 8000),
-    }
+    return shaped(
+        {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"example.test"), (b"content-type", b"text/plain")] if headers is None else headers,
+            "client": client,
+            "server": ("127.0.0.1", 8000),
+        },
+        _shape,
+    )
 
 
 async def drive(app: Any, scope: Scope, chunks: list[bytes]) -> list[Message]:
@@ -300,3 +340,82 @@ def test_disabled_passes_through(tmp_path: Path) -> None:
     sent = asyncio.run(drive(ApimonMiddleware(echo_app), http_scope(), [b"abc"]))
     assert sent[-1]["body"] == b""
     assert apimon.stats()["captured"] == 0
+
+
+def test_the_app_reads_the_scope_as_it_would_bare(db: str, scope_shape: str) -> None:
+    seen: dict[str, Any] = {}
+
+    async def reads_everything(scope: Scope, receive: Receive, send: Send) -> None:
+        # What an app or framework does with them: unpack, iterate, each once more after apimon.
+        seen["server"] = tuple(scope["server"]) if scope.get("server") is not None else None
+        seen["client"] = tuple(scope["client"]) if scope.get("client") is not None else None
+        seen["headers"] = [(bytes(n), bytes(v)) for n, v in scope["headers"]]
+        await receive()
+        headers = ([b"x-from", b"generator"], [b"content-type", b"text/plain"])
+        await send({"type": "http.response.start", "status": 200, "headers": (list(p) for p in headers)})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    bare_seen: dict[str, Any] = {}
+    bare_sent = asyncio.run(drive(reads_everything, http_scope(headers=[(b"host", b"h.test"), (b"x-a", b"1")]), [b""]))
+    bare_seen.update(seen)
+    sent = asyncio.run(
+        drive(ApimonMiddleware(reads_everything), http_scope(headers=[(b"host", b"h.test"), (b"x-a", b"1")]), [b""])
+    )
+    assert (
+        seen
+        == bare_seen
+        == {
+            "server": ("127.0.0.1", 8000),
+            "client": ("203.0.113.1", 5000),
+            "headers": [(b"host", b"h.test"), (b"x-a", b"1")],
+        }
+    )
+    assert [list(map(tuple, m.get("headers", ()))) for m in sent] == [
+        list(map(tuple, m.get("headers", ()))) for m in bare_sent
+    ]
+    [event] = events(db)
+    assert event["request"]["uri"] == "http://h.test/x" and event["request"]["ip_address"] == "203.0.113.1"
+    assert event["request"]["headers"]["X-A"] == "1"
+    assert event["response"]["headers"] == {"X-From": "generator", "Content-Type": "text/plain"}
+
+
+def test_missing_optional_keys_give_a_complete_event(db: str) -> None:
+    scope = http_scope(client=None, headers=[])
+    for key in ("server", "root_path", "raw_path", "query_string", "http_version", "scheme"):
+        scope.pop(key, None)
+    asyncio.run(drive(ApimonMiddleware(echo_app), scope, [b"hi"]))
+    [event] = events(db)
+    assert event["request"]["uri"] == "http://localhost/x" and event["response"]["body"] == "hi"
+    assert apimon.stats()["internal_errors"] == 0
+
+
+@pytest.mark.parametrize(
+    "headers", [5, b"host: x", [(b"host",)], [(b"a", b"b", b"c")]], ids=["int", "bytes", "one", "three"]
+)
+def test_a_scope_apimon_cannot_read_is_passed_through_and_counted(db: str, headers: Any) -> None:
+    seen = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["headers"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    scope = http_scope()
+    scope["headers"] = headers
+    sent = asyncio.run(drive(ApimonMiddleware(app), scope, [b""]))
+    assert seen == [headers] and sent[0]["status"] == 204  # the app got it as the server gave it
+    stats = apimon.stats()
+    assert stats["scopes_unreadable"] == 1 and stats["internal_errors"] == 0 and events(db) == []
+
+
+def test_response_headers_the_app_changes_after_sending_are_not_what_is_recorded(db: str) -> None:
+    async def reuses_its_list(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"x-n", b"1")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        headers.clear()
+        headers.append((b"x-later", b"changed"))
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    asyncio.run(drive(ApimonMiddleware(reuses_its_list), http_scope(), [b""]))
+    [event] = events(db)
+    assert event["response"]["headers"] == {"Content-Type": "text/plain", "X-N": "1"}

@@ -73,4 +73,20 @@ app: Any = raw_app
 if os.environ.get("APIMON_SAMPLE_BARE") != "1":
     from apimon.integrations.wsgi import ApimonMiddleware
 
-    app = ApimonMiddleware(raw_app, flush_interval=0.1, redact_headers=["authorization"])
+    if os.environ.get("APIMON_SAMPLE_VALIDATE") == "1":
+        # PEP 3333 checked on both sides of apimon: what the server hands it, what it hands the app.
+        from wsgiref.validate import validator
+
+        from sample_apps.common import sized_reads
+
+        app = sized_reads(
+            validator(ApimonMiddleware(validator(raw_app), flush_interval=0.1, redact_headers=["authorization"]))
+        )
+    else:
+        app = ApimonMiddleware(raw_app, flush_interval=0.1, redact_headers=["authorization"])
+elif os.environ.get("APIMON_SAMPLE_VALIDATE") == "1":
+    from wsgiref.validate import validator
+
+    from sample_apps.common import sized_reads
+
+    app = sized_reads(validator(validator(raw_app)))

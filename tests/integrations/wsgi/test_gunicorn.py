@@ -25,10 +25,12 @@ pytest.importorskip("flask")
 class Pair:
     """The same app twice: with apimon (storing to ``db``) and bare."""
 
-    def __init__(self, target: str, db: str, tmp: Path) -> None:
+    def __init__(self, target: str, db: str, tmp: Path, validated: bool = False) -> None:
         self.db = db
         self.close_marker = str(tmp / f"closed-{free_port()}.txt")
         env = {"APIMON_STORE": db, "PYTHONPATH": str(REPO), "RAWAPP_CLOSE_MARKER": self.close_marker}
+        if validated:
+            env["APIMON_SAMPLE_VALIDATE"] = "1"
         mport, bport = free_port(), free_port()
         self.monitored = ServerProcess(
             gunicorn_command(target, mport, "--threads", "8"),
@@ -56,18 +58,23 @@ class Pair:
         return got, want, wait_event(self.db, got.test_id)
 
 
-@pytest.fixture(scope="module")
-def flask_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+# Each test runs twice: as the server hands over, and with wsgiref's validator on both sides of
+# apimon (between gunicorn and apimon, between apimon and the app), so a departure from PEP 3333
+# in either direction fails it.
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "validated"])
+def flask_pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("flask")
-    pair = Pair("sample_apps.flask_app.app:app", str(tmp / "flask.db"), tmp)
+    pair = Pair("sample_apps.flask_app.app:app", str(tmp / "flask.db"), tmp, request.param)
     with pair.monitored, pair.bare:
         yield pair
 
 
-@pytest.fixture(scope="module")
-def raw_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "validated"])
+def raw_pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("raw")
-    pair = Pair("tests.integrations.wsgi.rawapp:app", str(tmp / "raw.db"), tmp)
+    pair = Pair("tests.integrations.wsgi.rawapp:app", str(tmp / "raw.db"), tmp, request.param)
     pair.monitored.ready_path = pair.bare.ready_path = "/cookies"
     with pair.monitored, pair.bare:
         yield pair

@@ -157,3 +157,61 @@ def test_a_redirect_that_keeps_the_body_gets_it_under_the_test_client(sink: List
     assert (first["response"]["status"], second["response"]["status"]) == (308, 200)
     assert first["request"]["body"] == second["request"]["body"] == "status=success"
     assert second["response"]["body"] == "success"
+
+
+class OneWay:
+    """A request stream that cannot seek, as a server's socket file or wsgiref's InputWrapper."""
+
+    def __init__(self, data: bytes) -> None:
+        self._inner = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._inner.read(size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._inner.readline(size)
+
+
+def _ignores_the_body(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"did not read it"]
+
+
+@pytest.mark.parametrize("stream", [io.BytesIO, OneWay], ids=["seekable", "one-way"])
+@pytest.mark.parametrize(
+    "later",
+    [
+        lambda s: s.read(),
+        lambda s: s.read(5) + s.read(100),
+        lambda s: b"".join(iter(lambda: s.readline(), b"")),
+        lambda s: s.readline(3) + s.read(),
+    ],
+    ids=["read", "read-sized", "readline", "readline-sized"],
+)
+def test_reading_the_body_after_the_call_gets_what_it_gets_bare(sink: ListSink, stream: Any, later: Any) -> None:
+    from apimon.integrations.wsgi import ApimonMiddleware
+
+    data = b"line one\nline two\nthe end"
+
+    def call(app: Any) -> bytes:
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": "/later",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "wsgi.url_scheme": "http",
+            "CONTENT_LENGTH": str(len(data)),
+            "CONTENT_TYPE": "text/plain",
+            "wsgi.input": stream(data),
+        }
+        result = app(environ, lambda status, headers, exc_info=None: None)
+        b"".join(result)
+        getattr(result, "close", lambda: None)()
+        # A deferred task (or a test client) reads the request after the response is done.
+        return bytes(later(environ["wsgi.input"]))
+
+    bare = call(_ignores_the_body)
+    assert call(ApimonMiddleware(_ignores_the_body)) == bare == later(io.BytesIO(data))
+    assert apimon.flush(5.0)
+    [event] = sink.events
+    assert event["request"]["body"] == data.decode()  # and apimon still has it for the event
