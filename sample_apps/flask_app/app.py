@@ -171,6 +171,7 @@ if os.environ.get("APIMON_SAMPLE_VALIDATE") == "1":
             response.headers.pop("Content-Type", None)
         return response
 
+
 if os.environ.get("APIMON_SAMPLE_BARE") != "1":
     from apimon.integrations.wsgi import ApimonMiddleware
 
