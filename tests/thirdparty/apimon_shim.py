@@ -4,7 +4,7 @@ Loaded with ``-p apimon_shim`` (its folder on ``PYTHONPATH``; a top-level name, 
 projects under test have ``tests`` packages of their own). Environment:
 
 - ``APIMON_SHIM_MODE``: ``bare`` records each test's outcome only; ``apimon`` also turns apimon
-  on the way a user would: every Flask app's ``wsgi_app`` wrapped, every ASGI 3 app handed to
+  on the way a user would: every Flask app's ``wsgi_app`` wrapped, every Bottle app wrapped, every ASGI 3 app handed to
   Starlette's ``TestClient`` wrapped, the Django middleware first in ``settings.MIDDLEWARE``.
 - ``APIMON_SHIM_STORE``: the SQLite store the events go to; ``APIMON_SHIM_LOG``: a file for
   apimon's log lines.
@@ -15,6 +15,7 @@ projects under test have ``tests`` packages of their own). Environment:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -47,6 +48,31 @@ def _wrap_flask() -> None:
         self.wsgi_app = Counting(self.wsgi_app)
 
     flask.Flask.__init__ = __init__  # type: ignore[method-assign]
+
+
+def _wrap_bottle() -> None:
+    try:
+        import bottle
+    except ImportError:
+        return
+    from apimon.integrations.wsgi import ApimonMiddleware
+
+    class Counting(ApimonMiddleware):
+        def __call__(self, environ: Any, start_response: Any) -> Any:
+            REACHED["wsgi"] += 1
+            return super().__call__(environ, start_response)
+
+    original = bottle.Bottle.__call__
+
+    def __call__(self: Any, environ: Any, start_response: Any) -> Any:
+        # Every Bottle app is a WSGI app: each gets apimon in front, made at its first call
+        # (its tests wrap it in wsgiref's validator, which then checks apimon too).
+        wrapped = self.__dict__.get("_apimon_shim")
+        if wrapped is None:
+            wrapped = self.__dict__["_apimon_shim"] = Counting(functools.partial(original, self))
+        return wrapped(environ, start_response)
+
+    bottle.Bottle.__call__ = __call__
 
 
 def _wrap_starlette_test_client() -> None:
@@ -117,6 +143,7 @@ def pytest_configure(config: pytest.Config) -> None:
         flush_interval=0.2,
     )
     _wrap_flask()
+    _wrap_bottle()
     _wrap_starlette_test_client()
 
 

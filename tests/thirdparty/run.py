@@ -59,6 +59,9 @@ PROJECTS = [
     ),
     Project("starlette", "starlette==0.48.0"),
     Project("djangorestframework", "djangorestframework==3.16.1"),
+    # A WSGI framework of its own (no Werkzeug), whose test base runs every app under wsgiref's
+    # validator: PEP 3333 checked between that server side and apimon.
+    Project("bottle", "bottle==0.13.4", tests=("test",)),
 ]
 
 
