@@ -67,7 +67,29 @@ class BodyTee:
         return b"".join(self.chunks)
 
 
-class TeeReader:
+class _StreamWrapper:
+    """What the request-stream wrappers share: iteration by lines, and every other attribute the
+    wrapped stream's."""
+
+    _stream: Any
+
+    def readline(self, size: int | None = -1) -> bytes:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class TeeReader(_StreamWrapper):
     """Wraps a request body stream (``wsgi.input``, Django's ``request._stream``): the app reads
     exactly what it would read, and the tee keeps a copy of the first ``cap`` bytes."""
 
@@ -116,18 +138,6 @@ class TeeReader:
             self._seen(line)
         return lines
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
     def finish(self, cap: int) -> None:
         """After the response: read what the app left unread of a known-length body, up to the cap.
 
@@ -161,7 +171,7 @@ class TeeReader:
         return self._stream if self.drained is None else Replay(self.drained, self._stream)
 
 
-class Replay:
+class Replay(_StreamWrapper):
     """A request stream's bytes that apimon read for the event, then the rest of the stream: a
     later reader gets what it would have got had apimon not read them."""
 
@@ -176,12 +186,12 @@ class Replay:
             self._at = len(self._data)
             rest: bytes = self._stream.read()
             return held + rest if rest else held
-        if held:
-            part = held[:size]
-            self._at += len(part)
+        part = held[:size]
+        self._at += len(part)
+        if len(part) == size:
             return part
-        data: bytes = self._stream.read(size)
-        return data
+        rest: bytes = self._stream.read(size - len(part))
+        return part + rest if part else rest
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
@@ -190,18 +200,18 @@ class Replay:
 
     def readline(self, size: int | None = -1) -> bytes:
         held = self._data[self._at :]
+        unbounded = size is None or size < 0
         if not held:
-            line: bytes = self._stream.readline() if size is None or size < 0 else self._stream.readline(size)
+            line: bytes = self._stream.readline() if unbounded else self._stream.readline(size)
             return line
-        end = held.find(b"\n") + 1 or len(held)
-        if size is not None and size >= 0:
-            end = min(end, size)
+        limit = len(held) if unbounded else min(size or 0, len(held))
+        end = held.find(b"\n", 0, limit) + 1 or limit
         self._at += end
         part = held[:end]
-        if part.endswith(b"\n") or (size is not None and 0 <= size == len(part)):
+        if part.endswith(b"\n") or end < len(held) or (not unbounded and end == size):
             return part
-        more = size - len(part) if size is not None and size >= 0 else -1
-        tail: bytes = self._stream.readline(more) if more >= 0 else self._stream.readline()
+        # The bytes held ran out inside the line: it goes on in the stream.
+        tail: bytes = self._stream.readline() if unbounded else self._stream.readline((size or 0) - end)
         return part + tail
 
     def readlines(self, hint: int = -1) -> list[bytes]:
@@ -213,18 +223,6 @@ class Replay:
             if 0 < hint <= total:
                 break
         return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
 
 class _Tee:

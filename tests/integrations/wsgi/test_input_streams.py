@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import apimon
 from apimon.client import Client
@@ -215,3 +217,19 @@ def test_reading_the_body_after_the_call_gets_what_it_gets_bare(sink: ListSink, 
     assert apimon.flush(5.0)
     [event] = sink.events
     assert event["request"]["body"] == data.decode()  # and apimon still has it for the event
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.binary(max_size=14).map(lambda b: bytes(b"ab\n"[x % 3] for x in b)),
+    st.integers(0, 14),
+    st.lists(st.tuples(st.sampled_from(["read", "readline", "readlines"]), st.integers(-1, 6)), max_size=6),
+)
+def test_a_replay_reads_as_the_whole_stream_would(data: bytes, cut: int, calls: list[tuple[str, int]]) -> None:
+    from apimon.tee import Replay
+
+    cut = min(cut, len(data))
+    replay, whole = Replay(data[:cut], io.BytesIO(data[cut:])), io.BytesIO(data)
+    for method, size in calls:
+        args = () if method == "readlines" else (size,)
+        assert getattr(replay, method)(*args) == getattr(whole, method)(*args), (method, size)
