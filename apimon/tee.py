@@ -190,8 +190,8 @@ class Replay(_StreamWrapper):
         self._at += len(part)
         if len(part) == size:
             return part
-        rest: bytes = self._stream.read(size - len(part))
-        return part + rest if part else rest
+        more: bytes = self._stream.read(size - len(part))
+        return part + more if part else more
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
