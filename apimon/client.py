@@ -9,6 +9,7 @@ ended (user hooks, then a non-blocking enqueue), and nothing else.
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import random
 import threading
@@ -24,6 +25,7 @@ from apimon.flusher import Flusher
 from apimon.governance.fields import RequestFields
 from apimon.governance.gate import Governor
 from apimon.governance.rules import RuleSet
+from apimon.hooks import HookRunner
 from apimon.identity import user_from_headers
 from apimon.outbox import OutboxShipper
 from apimon.outgoing import MAX_HELD_CHILDREN
@@ -35,8 +37,6 @@ from apimon.sinks import Sink
 from apimon.sinks.assemble import Assembly, assemble
 from apimon.sinks.threaded import ThreadedSink
 from apimon.views import RequestView, ResponseView
-
-_FINISH_HOOKS = ("identify_user", "identify_company", "get_session_token", "get_metadata")
 
 
 class Client:
@@ -84,9 +84,8 @@ class Client:
         #: True when admit() would admit every call (no sampling, no skip hook): adapters skip it.
         self.admit_all = config.sample_rate >= 1.0 and config.skip is None
         self._weight = round(1 / config.sample_rate) if 0 < config.sample_rate < 1 else None
-        self._has_finish_hooks = any(getattr(config, h) is not None for h in _FINISH_HOOKS) or callable(
-            config.api_version
-        )
+        #: The user's hooks for a finished call (``hooks.is_async``: the ASGI adapter awaits them).
+        self.hooks = HookRunner(config, self.counters)
         self._captured = self.counters.incrementer("captured")
         self._sampled_overload = self.counters.incrementer("sampled_overload")
         #: Adapters call this once a call is admitted; ``complete`` counts it ``captured`` when its
@@ -183,25 +182,58 @@ class Client:
     def complete(self, raw: RawCall, native_request: Any, native_response: Any = None) -> None:
         """Run the user hooks for a finished call and queue it. Never raises, never blocks."""
         try:
-            overload = self.overload
-            if overload.n > 1 and not overload.keep(raw):
-                self._captured()
-                self._sampled_overload()
-            else:
-                if self._has_finish_hooks:
-                    self._run_hooks(raw, native_request, native_response)
-                self._enqueue(raw)
-            # The outgoing calls made inside this call, held until now, go right after it.
-            raw.ended = True
-            if raw.children is not None:
-                self._release_children(raw)
+            keep = self._sampled_in(raw)
+            if keep and self.hooks.at_finish and not self.hooks.finish(raw, native_request, native_response):
+                keep = self._skipped()
+            self._finished(raw, keep)
         except Exception:
             self.counters.incr("internal_errors")
             log_once("complete", "apimon: recording a call failed", exc_info=True)
 
+    async def complete_async(self, raw: RawCall, native_request: Any, native_response: Any = None) -> None:
+        """:meth:`complete` with ``async`` hooks awaited (the ASGI adapter, on the request's loop)."""
+        try:
+            keep = self._sampled_in(raw)
+            if (
+                keep
+                and self.hooks.at_finish
+                and not await self.hooks.finish_async(raw, native_request, native_response)
+            ):
+                keep = self._skipped()
+            self._finished(raw, keep)
+        except Exception:
+            self.counters.incr("internal_errors")
+            log_once("complete", "apimon: recording a call failed", exc_info=True)
+
+    def _sampled_in(self, raw: RawCall) -> bool:
+        overload = self.overload
+        if overload.n > 1 and not overload.keep(raw):
+            self._captured()
+            self._sampled_overload()
+            return False
+        return True
+
+    def _skipped(self) -> bool:
+        """A skip hook left a finished call out: it counts as captured and skipped (as the calls
+        overload sampling leaves out), so ``unfinished`` stays the calls still running."""
+        self._captured()
+        self.counters.incr("skipped")
+        return False
+
+    def _finished(self, raw: RawCall, keep: bool) -> None:
+        if keep:
+            self._enqueue(raw)
+        # The outgoing calls made inside this call, held until now, go right after it.
+        raw.ended = True
+        if raw.children is not None:
+            self._release_children(raw)
+
     def complete_outgoing(self, raw: RawCall) -> None:
         """Queue a finished outgoing call; one made inside an incoming call that is still going
         waits for it (its event then follows the parent's, and inherits its user)."""
+        if self.hooks.at_outgoing and not self.hooks.outgoing(raw):
+            self._skipped()
+            return
         parent = raw.parent
         if parent is not None and not parent.ended:
             held = False
@@ -217,11 +249,8 @@ class Client:
                 if parent.ended:  # it ended while this one was being attached
                     self._release_children(parent)
                 return
-        if self.overload.n > 1 and not self.overload.keep(raw):
-            self._captured()
-            self._sampled_overload()
-            return
-        self._enqueue(raw)
+        if self._sampled_in(raw):
+            self._enqueue(raw)
 
     def _release_children(self, parent: RawCall) -> None:
         with self._children_lock:
@@ -241,51 +270,23 @@ class Client:
                 self.config.max_queue_bytes,
             )
 
-    def _run_hooks(self, raw: RawCall, native_request: Any, native_response: Any) -> None:
-        config = self.config
-        raw.resolve()
-        request = RequestView(raw, native_request)
-        response = ResponseView(raw, native_response)
-        if config.identify_user is not None:
-            raw.user_id = self._call_str("identify_user", config.identify_user, request, response)
-        if config.identify_company is not None:
-            raw.company_id = self._call_str("identify_company", config.identify_company, request, response)
-        if config.get_session_token is not None:
-            raw.session_token = self._call_str("get_session_token", config.get_session_token, request, response)
-        if callable(config.api_version):
-            raw.api_version = self._call_str("api_version", config.api_version, request, response)
-        elif config.api_version:
-            raw.api_version = config.api_version
-        if config.get_metadata is not None:
-            try:
-                metadata = config.get_metadata(request, response)
-            except Exception:
-                self._hook_failed("get_metadata")
-                metadata = None
-            if metadata is not None and not isinstance(metadata, dict):
-                self._hook_failed("get_metadata", "returned a non-dict")
-                metadata = None
-            raw.metadata = metadata
-
     def _call_str(self, name: str, hook: Any, request: RequestView, response: ResponseView) -> str | None:
         try:
             value = hook(request, response)
         except Exception:
             self._hook_failed(name)
             return None
+        if inspect.isawaitable(value):
+            # Before the app runs, under a sync governor: an async hook cannot be awaited here;
+            # the built-in detection decides (the hook still runs, awaited, when the call ends).
+            getattr(value, "close", lambda: None)()
+            return None
         if value is None or value == "":
             return None
         return value if isinstance(value, str) else str(value)
 
     def _hook_failed(self, name: str, why: str = "raised") -> None:
-        self.counters.incr("hook_errors")
-        log_once(
-            f"hook-{name}",
-            "apimon: the %s hook %s; the call is captured without it",
-            name,
-            why,
-            exc_info=why == "raised",
-        )
+        self.hooks.failed(name, why)
 
     # -- control ------------------------------------------------------------------------------
 

@@ -102,12 +102,20 @@ class Config:
     redact_body_fields: frozenset[str] = frozenset(DEFAULT_REDACT_BODY_FIELDS)
     redact_query_params: frozenset[str] = frozenset(DEFAULT_REDACT_QUERY_PARAMS)
     skip: Hook | None = None
+    # Decided when the call has ended, seeing the response: True leaves it out (``skipped``).
+    skip_response: Hook | None = None
     identify_user: Hook | None = None
     identify_company: Hook | None = None
     get_session_token: Hook | None = None
     get_metadata: Hook | None = None
     # The key of the session tokens' HMAC; None: resolved by the Client (see session_key).
     session_secret: str | None = None
+    # Without a get_session_token result, the token is the HMAC of the Authorization header or
+    # the session cookie; False: no token then.
+    session_from_credentials: bool = True
+    # Each response gets an X-Moesif-Transaction-Id header, the event's transaction_id (always
+    # apimon's own); the event's request headers show it too.
+    transaction_id_header: bool = False
     api_version: str | Hook | None = None
     # Where the built-in detection reads the user from (CONTRACT 2.4): the first of these request
     # headers present (canonical names), and the JWT claim (a dotted path for nested claims).
@@ -123,6 +131,14 @@ class Config:
     # (names, lower case) whose calls are never recorded.
     capture_outgoing: bool = False
     outgoing_skip_hosts: frozenset[str] = frozenset()
+    # An outgoing call's own hooks, ``(request, response)`` views as for incoming calls: what they
+    # return wins over what the call inherits from the incoming call it was made in.
+    skip_outgoing: Hook | None = None
+    identify_user_outgoing: Hook | None = None
+    identify_company_outgoing: Hook | None = None
+    get_session_token_outgoing: Hook | None = None
+    get_metadata_outgoing: Hook | None = None
+    log_body_outgoing: bool = True
     mask_event: Hook | None = None
     batch_size: int = 100
     max_batch_bytes: int = 5_000_000
@@ -246,8 +262,24 @@ _BOOLS = {
     "overload_sampling",
     "governance",
     "capture_outgoing",
+    "session_from_credentials",
+    "transaction_id_header",
+    "log_body_outgoing",
 }
-_HOOKS = {"skip", "identify_user", "identify_company", "get_session_token", "get_metadata", "mask_event"}
+_HOOKS = {
+    "skip",
+    "skip_response",
+    "identify_user",
+    "identify_company",
+    "get_session_token",
+    "get_metadata",
+    "mask_event",
+    "skip_outgoing",
+    "identify_user_outgoing",
+    "identify_company_outgoing",
+    "get_session_token_outgoing",
+    "get_metadata_outgoing",
+}
 _POSITIVE_INTS = {
     "max_body_bytes": (0, 1 << 30),
     "batch_size": (1, 10_000),
