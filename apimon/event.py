@@ -82,6 +82,21 @@ def _uuid_block(n: int) -> str:
 
 
 transaction_ids = _TransactionIds()
+
+#: The response header carrying the event's ``transaction_id`` (option ``transaction_id_header``).
+TRANSACTION_HEADER = "X-Moesif-Transaction-Id"
+
+
+def response_transaction_id(raw: RawCall) -> str:
+    """The call's transaction id, fixed now for the response header. Always apimon's own: an id
+    a client sent (``X-Moesif-Transaction-Id`` on the request, which the event keeps among its
+    request headers) would let any client make Moesif deduplicate other calls' events away."""
+    tid = raw.transaction_id
+    if tid is None:
+        tid = raw.transaction_id = transaction_ids.next()
+    return tid
+
+
 os.register_at_fork(after_in_child=transaction_ids.reset)
 
 
@@ -167,7 +182,7 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
             or user_from_headers(req_headers, config.user_id_headers, config.user_id_claim)
         )
         session_token = raw.session_token
-        if session_token is None:
+        if session_token is None and config.session_from_credentials:
             credential = authorization or raw.session_cookie
             if credential:
                 session_token = session_hash(credential, config.session_secret)
@@ -226,6 +241,10 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
                 check_depth,
             )
 
+    if raw.transaction_id is not None and config.transaction_id_header and not outgoing:
+        # The id the response carried; the event's request shows it as the client now knows it
+        # (a request that carried one of its own keeps it there).
+        req_headers.setdefault(TRANSACTION_HEADER, raw.transaction_id)
     request["headers"] = hdr.redact(req_headers, config.redact_headers)
     response["headers"] = hdr.redact(resp_headers, config.redact_headers)
 

@@ -101,7 +101,8 @@ class OutgoingCall:
         self.raw = raw
         self._done = False
         self._token: Token[bool] | None = token
-        self._cap = client.config.max_body_bytes if client.config.log_body else -1
+        config = client.config
+        self._cap = config.max_body_bytes if config.log_body and config.log_body_outgoing else -1
 
     @classmethod
     def start(cls, method: str, url: str, headers: Iterable[tuple[Any, Any]]) -> OutgoingCall | None:

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import apimon
 from apimon import outgoing
 from apimon.client import Client
+from apimon.event import response_transaction_id
 from apimon.governance.fields import ScopeFields
 from apimon.governance.gate import content_length, with_headers_bytes
 from apimon.governance.rules import Decision, RuleSet
@@ -194,19 +195,31 @@ class ApimonMiddleware:
         config = client.config
         cap = config.max_body_bytes
         log_body = config.log_body
+        with_tid = config.transaction_id_header
+        # With hooks, the call is completed in this coroutine: a hook that returns an awaitable
+        # (an ``async def`` hook) is awaited on this loop.
+        awaits = client.hooks.at_finish
         done = False
 
-        def finish(error: BaseException | None = None) -> None:
+        def ended(error: BaseException | None = None) -> bool:
             nonlocal done
             if done:
-                return
+                return False
             done = True
             raw.end = time.time()
             if error is not None:
                 raw.error = type(error).__name__
                 if not raw.status:
                     raw.status = 500
-            client.complete(raw, scope)
+            return True
+
+        def finish(error: BaseException | None = None) -> None:
+            if ended(error):
+                client.complete(raw, scope)
+
+        async def finish_async(error: BaseException | None = None) -> None:
+            if ended(error):
+                await client.complete_async(raw, scope)
 
         async def send_tee(message: Message) -> None:
             kind = message["type"]
@@ -228,7 +241,10 @@ class ApimonMiddleware:
                     finally:
                         if raw.resp_body is not None:
                             raw.resp_body.complete = True
-                        finish()
+                        if awaits:
+                            await finish_async()
+                        else:
+                            finish()
                     return
             elif kind == "http.response.start":
                 headers = message.get("headers") or ()
@@ -238,6 +254,10 @@ class ApimonMiddleware:
                     message = {**message, "headers": headers}
                 if decision is not None and decision.headers:
                     message = {**message, "headers": with_headers_bytes(headers, decision.headers)}
+                if with_tid:
+                    tid = response_transaction_id(raw)
+                    tid_pair = (b"x-moesif-transaction-id", tid.encode("ascii"))
+                    message = {**message, "headers": [*(message.get("headers") or ()), tid_pair]}
                 raw.status = message["status"]
                 # A copy: the app may reuse or change its list after sending it.
                 raw.resp_headers = tuple(message.get("headers") or ())
@@ -267,7 +287,14 @@ class ApimonMiddleware:
         try:
             # Bodies are teed lazily, at their first bytes: a GET costs no buffers.
             await app(scope, receive_tee if log_body else receive, send_tee)
+        except Exception as exc:
+            if awaits:
+                await finish_async(exc)
+            else:
+                finish(exc)
+            raise
         except BaseException as exc:
+            # Cancelled: nothing more may be awaited here.
             finish(exc)
             raise
         finally:
@@ -277,7 +304,10 @@ class ApimonMiddleware:
             # The app returned without ending the response (client gone, or an app bug): record
             # what was seen, and say so.
             raw.incomplete = UNENDED
-            finish()
+            if awaits:
+                await finish_async()
+            else:
+                finish()
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:

@@ -33,6 +33,7 @@ import apimon
 from apimon import outgoing
 from apimon.client import Client
 from apimon.environ import resolve_environ
+from apimon.event import TRANSACTION_HEADER, response_transaction_id
 from apimon.governance.fields import EnvironFields
 from apimon.governance.gate import content_length
 from apimon.governance.rules import Decision, RuleSet
@@ -98,7 +99,7 @@ class ApimonMiddleware:
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
-        apimon.ensure_client(_options())
+        apimon.ensure_client(self.options())
         self.auth_installed = apps.is_installed("django.contrib.auth")
         session_cookie = getattr(settings, "SESSION_COOKIE_NAME", "sessionid")
 
@@ -116,6 +117,10 @@ class ApimonMiddleware:
                     raw.session_cookie = cookie[session_cookie].value
 
         self._resolve = resolve
+
+    def options(self) -> dict[str, Any]:
+        """apimon's options, from ``settings.APIMON`` (a subclass may read other settings)."""
+        return _options()
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
@@ -244,6 +249,8 @@ class ApimonMiddleware:
         if raw is None:
             return response
         try:
+            if state.client.config.transaction_id_header:
+                response[TRANSACTION_HEADER] = response_transaction_id(raw)
             raw.status = response.status_code
             headers = _header_pairs(response)
             headers += [("Set-Cookie", morsel.OutputString()) for morsel in response.cookies.values()]
@@ -289,13 +296,19 @@ class ApimonMiddleware:
             route = getattr(match, "route", None)
             if route:
                 raw.route = "/" + route.lstrip("^").lstrip("/")
-            raw.framework_user = self._user_id(request)
+            raw.framework_user = self.framework_user(request)
         except Exception:
             state.client.counters.incr("internal_errors")
         state.client.complete(raw, request, response)
 
-    def _user_id(self, request: HttpRequest) -> str | None:
-        """The authenticated user's pk, only if auth is installed and ``request.user`` was already
+    def framework_user(self, request: HttpRequest) -> str | None:
+        """The user id when no hook gave one: the authenticated user's pk."""
+        user = self.loaded_user(request)
+        pk = getattr(user, "pk", None) if user is not None else None
+        return None if pk is None else str(pk)
+
+    def loaded_user(self, request: HttpRequest) -> Any:
+        """The authenticated user, only if auth is installed and ``request.user`` was already
         loaded by the app: evaluating a lazy user here could hit the database (and, under ASGI,
         raise SynchronousOnlyOperation)."""
         if not self.auth_installed:
@@ -307,5 +320,4 @@ class ApimonMiddleware:
                 return None
         if user is None or not getattr(user, "is_authenticated", False):
             return None
-        pk = getattr(user, "pk", None)
-        return None if pk is None else str(pk)
+        return user

@@ -23,6 +23,7 @@ import apimon
 from apimon import outgoing
 from apimon.client import Client
 from apimon.environ import resolve_environ
+from apimon.event import TRANSACTION_HEADER, response_transaction_id
 from apimon.governance.fields import EnvironFields
 from apimon.governance.gate import content_length, status_line, with_headers
 from apimon.governance.rules import Decision, RuleSet
@@ -77,6 +78,7 @@ class ApimonMiddleware:
 
         config = client.config
         route_at_start = self._route_at_start
+        with_tid = config.transaction_id_header
         reader: TeeReader | None = None
         cap: int | None = None
         if config.log_body:
@@ -96,6 +98,9 @@ class ApimonMiddleware:
         def _start_response(status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None) -> Any:
             if decision is not None and decision.headers:
                 headers = with_headers(headers, decision.headers)
+            if with_tid:
+                tid = response_transaction_id(raw)
+                headers = [*headers, (TRANSACTION_HEADER, tid)]
             try:
                 raw.status = int(status[:3])
             except ValueError:
