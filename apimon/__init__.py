@@ -6,7 +6,7 @@ Quick start::
     apimon.init(moesif_application_id="...")     # or no options: calls go to ./apimon.db
     app.wsgi_app = apimon.integrations.wsgi.ApimonMiddleware(app.wsgi_app)
 
-See CONTRACT 1.1 for the whole public surface.
+See docs/options.md for the options and README.md for the public functions.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = [
     "shutdown",
     "stats",
     "update_company",
+    "update_subscription",
     "update_user",
 ]
 
@@ -111,33 +112,86 @@ def update_user(
     session_token: str | None = None,
     ip_address: str | None = None,
     user_agent_string: str | None = None,
-    modified_time: float | None = None,
+    modified_time: float | str | None = None,
+    company_id: str | None = None,
+    campaign: dict[str, Any] | None = None,
 ) -> bool:
-    """Queue a user profile update for Moesif and MoEngage; False when dropped (queue full or no client)."""
+    """Queue a user profile update for Moesif (``/v1/users``) and MoEngage; False when dropped
+    (queue full or no client). ``company_id`` links the user to a company; ``campaign`` is
+    Moesif's attribution object (``utm_source``, ``referrer``, ``gclid``, ...)."""
     if not user_id:
         raise ValueError("apimon.update_user: user_id is required")
-    payload: dict[str, Any] = {"user_id": str(user_id), "modified_time": modified_time or time.time()}
-    for key, value in (
-        ("metadata", metadata),
-        ("session_token", session_token),
-        ("ip_address", ip_address),
-        ("user_agent_string", user_agent_string),
-    ):
-        if value is not None:
-            payload[key] = value
-    client = _client
-    return client.enqueue_profile("user", payload) if client is not None else False
+    return _profile(
+        "user",
+        {
+            "user_id": str(user_id),
+            "company_id": None if company_id is None else str(company_id),
+            "modified_time": modified_time or time.time(),
+            "metadata": metadata,
+            "session_token": session_token,
+            "ip_address": ip_address,
+            "user_agent_string": user_agent_string,
+            "campaign": campaign,
+        },
+    )
 
 
-def update_company(company_id: str, metadata: dict[str, Any] | None = None) -> bool:
-    """Queue a company profile update for Moesif; False when dropped (queue full or no client)."""
+def update_company(
+    company_id: str,
+    metadata: dict[str, Any] | None = None,
+    company_domain: str | None = None,
+    campaign: dict[str, Any] | None = None,
+    session_token: str | None = None,
+    ip_address: str | None = None,
+    modified_time: float | str | None = None,
+) -> bool:
+    """Queue a company profile update for Moesif (``/v1/companies``); False when dropped (queue
+    full or no client)."""
     if not company_id:
         raise ValueError("apimon.update_company: company_id is required")
-    payload: dict[str, Any] = {"company_id": str(company_id), "modified_time": time.time()}
-    if metadata is not None:
-        payload["metadata"] = metadata
+    return _profile(
+        "company",
+        {
+            "company_id": str(company_id),
+            "company_domain": company_domain,
+            "modified_time": modified_time or time.time(),
+            "metadata": metadata,
+            "campaign": campaign,
+            "session_token": session_token,
+            "ip_address": ip_address,
+        },
+    )
+
+
+def update_subscription(
+    subscription_id: str,
+    company_id: str,
+    status: str | None = None,
+    current_period_start: str | None = None,
+    current_period_end: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> bool:
+    """Queue a subscription update for Moesif (``/v1/subscriptions``: a company's plan and its
+    billing period); False when dropped (queue full or no client)."""
+    if not subscription_id or not company_id:
+        raise ValueError("apimon.update_subscription: subscription_id and company_id are required")
+    return _profile(
+        "subscription",
+        {
+            "subscription_id": str(subscription_id),
+            "company_id": str(company_id),
+            "status": status,
+            "current_period_start": current_period_start,
+            "current_period_end": current_period_end,
+            "metadata": metadata,
+        },
+    )
+
+
+def _profile(kind: str, fields: dict[str, Any]) -> bool:
     client = _client
-    return client.enqueue_profile("company", payload) if client is not None else False
+    payload = {k: v for k, v in fields.items() if v is not None}
+    return client.enqueue_profile(kind, payload) if client is not None else False
 
 
 @atexit.register

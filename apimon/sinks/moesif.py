@@ -133,7 +133,9 @@ class MoesifSink(Sink):
     # -- users and companies ------------------------------------------------------------------
 
     def send_profiles(self, kind: str, payloads: Sequence[dict[str, Any]]) -> Outcome:
-        path = "/v1/users/batch" if kind == "user" else "/v1/companies/batch"
+        path = _PROFILE_PATHS.get(kind)
+        if path is None:
+            return Outcome()
         items = []
         for p in payloads:
             item = {k: v for k, v in p.items() if v is not None}
@@ -168,6 +170,13 @@ class MoesifSink(Sink):
 
     def after_fork(self) -> None:
         self.transport.after_fork()
+
+
+_PROFILE_PATHS = {
+    "user": "/v1/users/batch",
+    "company": "/v1/companies/batch",
+    "subscription": "/v1/subscriptions/batch",
+}
 
 
 def _json_array(items: list[Item]) -> bytes:

@@ -84,13 +84,44 @@ def moesif_event(event: Any, i: int) -> None:
         need(isinstance(event["weight"], int) and event["weight"] >= 1, f"{where}.weight must be a positive integer")
 
 
-def moesif_profile(item: Any, i: int, key: str) -> None:
-    where = f"{key.split('_')[0]}s[{i}]"
+#: Moesif's profile models (moesifapi's UserModel, CompanyModel, SubscriptionModel): the id and
+#: the other fields each takes, and which of those are objects.
+_PROFILES = {
+    "users": ("user_id", {"company_id", "session_token", "ip_address", "user_agent_string"}),
+    "companies": ("company_id", {"company_domain", "session_token", "ip_address"}),
+    "subscriptions": ("subscription_id", {"company_id", "status", "current_period_start", "current_period_end"}),
+}
+_CAMPAIGN = {
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "referrer",
+    "referring_domain",
+    "gclid",
+}
+
+
+def moesif_profile(item: Any, i: int, kind: str) -> None:
+    key, strings = _PROFILES[kind]
+    where = f"{kind}[{i}]"
     need(isinstance(item, dict), f"{where} must be an object")
     string(item, key, where)
+    if kind == "subscriptions":
+        string(item, "company_id", where)
     iso_time(item, "modified_time", where, required=False)
+    known = {key, "modified_time", "metadata", *strings, *(("campaign",) if kind != "subscriptions" else ())}
+    unknown = sorted(set(item) - known)
+    need(not unknown, f"{where} has fields Moesif does not take: {unknown}")
+    for name in strings & set(item):
+        need(isinstance(item[name], str), f"{where}.{name} must be a string")
     if "metadata" in item:
         need(isinstance(item["metadata"], dict), f"{where}.metadata must be an object")
+    if "campaign" in item:
+        campaign = item["campaign"]
+        need(isinstance(campaign, dict), f"{where}.campaign must be an object")
+        need(set(campaign) <= _CAMPAIGN, f"{where}.campaign has unknown fields {sorted(set(campaign) - _CAMPAIGN)}")
 
 
 def moengage_attributes(attrs: Any, where: str, max_count: int = 100) -> None:

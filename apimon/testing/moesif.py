@@ -35,6 +35,7 @@ class FakeMoesif(FakeServer):
         self.events: list[dict[str, Any]] = []
         self.users: list[dict[str, Any]] = []
         self.companies: list[dict[str, Any]] = []
+        self.subscriptions: list[dict[str, Any]] = []
         self.rejections: list[str] = []
         self.config: dict[str, Any] = {"sample_rate": 100, "user_sample_rate": {}, "company_sample_rate": {}}
         self.config_etag = "etag-1"
@@ -60,7 +61,12 @@ class FakeMoesif(FakeServer):
             return Reply(200, orjson.dumps(self.config), etag)
         if request.method == "GET" and request.path == "/v1/rules":
             return Reply(200, orjson.dumps(self.rules), etag)
-        targets = {"/v1/events/batch": "events", "/v1/users/batch": "users", "/v1/companies/batch": "companies"}
+        targets = {
+            "/v1/events/batch": "events",
+            "/v1/users/batch": "users",
+            "/v1/companies/batch": "companies",
+            "/v1/subscriptions/batch": "subscriptions",
+        }
         if request.method != "POST" or request.path not in targets:
             return Reply(404, b'{"error": "Not Found"}')
         try:
@@ -80,7 +86,7 @@ class FakeMoesif(FakeServer):
                 if kind == "events":
                     moesif_event(item, i)
                 else:
-                    moesif_profile(item, i, "user_id" if kind == "users" else "company_id")
+                    moesif_profile(item, i, kind)
         except Invalid as exc:
             self.rejections.append(str(exc))
             return Reply(400, orjson.dumps({"error": str(exc)}))
