@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
+
+import pytest
 
 
 def test_core_imports_no_framework() -> None:
@@ -21,6 +24,14 @@ def test_integrations_is_only_importable_under_apimon(tmp_path: object) -> None:
     assert apimon.integrations.__name__ == "apimon.integrations"
 
 
+def test_compat_is_only_importable_under_apimon() -> None:
+    import apimon.compat
+
+    assert apimon.compat.__name__ == "apimon.compat"
+    with pytest.raises(ImportError, match="apimon.compat"):
+        importlib.import_module("compat")
+
+
 def test_every_package_is_in_the_wheel() -> None:
     """pyproject lists the packages by hand: one left out is missing from the wheel while the
     editable install (the tree itself) still imports it (apimon.governance was, in 0.4.0).
@@ -29,6 +40,7 @@ def test_every_package_is_in_the_wheel() -> None:
     import tomllib
     from pathlib import Path
 
+    import apimon.compat
     import apimon.integrations
 
     import apimon
@@ -36,7 +48,8 @@ def test_every_package_is_in_the_wheel() -> None:
     root = Path(__file__).resolve().parents[2]
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found: set[str] = set()
-    for name, package in (("apimon", apimon), ("apimon.integrations", apimon.integrations)):
+    packages = (("apimon", apimon), ("apimon.integrations", apimon.integrations), ("apimon.compat", apimon.compat))
+    for name, package in packages:
         base = Path(package.__file__).parent
         found |= {".".join((name, *init.parent.relative_to(base).parts)) for init in base.rglob("__init__.py")}
     assert listed == found
