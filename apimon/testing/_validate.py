@@ -31,7 +31,7 @@ def string(obj: dict[str, Any], key: str, where: str, required: bool = True) -> 
 
 def iso_time(obj: dict[str, Any], key: str, where: str, required: bool = True) -> None:
     string(obj, key, where, required)
-    if key in obj:
+    if obj.get(key) is not None:
         need(bool(ISO_MS.match(obj[key])), f"{where}.{key} is not ISO 8601: {obj[key]!r}")
 
 

@@ -12,6 +12,11 @@ from apimon.testing._validate import Invalid, moesif_event, moesif_profile, need
 MAX_BATCH_BYTES = 12 * 1024 * 1024
 
 
+_TARGETS = {
+    f"/v1/{kind}{batch}": kind for kind in ("events", "users", "companies", "subscriptions") for batch in ("/batch", "")
+}
+
+
 class FakeMoesif(FakeServer):
     """``POST /v1/events/batch``, ``/v1/users/batch``, ``/v1/companies/batch`` and ``GET /v1/config``
     on 127.0.0.1. Usage::
@@ -27,11 +32,18 @@ class FakeMoesif(FakeServer):
     ``/v1/rules`` (governance rules); :meth:`change_config` also moves the config ETag, as Moesif
     does, so a client refetches both. ``FakeMoesif(latency=0.05)`` answers each request 50 ms late,
     as a collector that far away.
+
+    ``lenient=True`` keeps what fails validation too, the reasons in ``.deviations`` (to record
+    what another client sends, e.g. Moesif's own middlewares, next to apimon). The single-item
+    endpoints (``/v1/events``, ``/v1/users``, ``/v1/companies``, ``/v1/subscriptions``) take one
+    object each.
     """
 
-    def __init__(self, application_id: str = "apimon-test-app", latency: float = 0.0) -> None:
+    def __init__(self, application_id: str = "apimon-test-app", latency: float = 0.0, lenient: bool = False) -> None:
         super().__init__(latency)
         self.application_id = application_id
+        self.lenient = lenient
+        self.deviations: list[str] = []
         self.events: list[dict[str, Any]] = []
         self.users: list[dict[str, Any]] = []
         self.companies: list[dict[str, Any]] = []
@@ -61,13 +73,8 @@ class FakeMoesif(FakeServer):
             return Reply(200, orjson.dumps(self.config), etag)
         if request.method == "GET" and request.path == "/v1/rules":
             return Reply(200, orjson.dumps(self.rules), etag)
-        targets = {
-            "/v1/events/batch": "events",
-            "/v1/users/batch": "users",
-            "/v1/companies/batch": "companies",
-            "/v1/subscriptions/batch": "subscriptions",
-        }
-        if request.method != "POST" or request.path not in targets:
+        kind = _TARGETS.get(request.path)
+        if request.method != "POST" or kind is None:
             return Reply(404, b'{"error": "Not Found"}')
         try:
             need(
@@ -80,13 +87,20 @@ class FakeMoesif(FakeServer):
                 items = orjson.loads(request.body)
             except orjson.JSONDecodeError:
                 raise Invalid("the body is not valid JSON") from None
+            if not request.path.endswith("/batch"):
+                need(isinstance(items, dict), "the body must be a JSON object")
+                items = [items]
             need(isinstance(items, list), "the body must be a JSON array")
-            kind = targets[request.path]
             for i, item in enumerate(items):
-                if kind == "events":
-                    moesif_event(item, i)
-                else:
-                    moesif_profile(item, i, kind)
+                try:
+                    if kind == "events":
+                        moesif_event(item, i)
+                    else:
+                        moesif_profile(item, i, kind)
+                except Invalid as exc:
+                    if not self.lenient:
+                        raise
+                    self.deviations.append(str(exc))
         except Invalid as exc:
             self.rejections.append(str(exc))
             return Reply(400, orjson.dumps({"error": str(exc)}))

@@ -9,9 +9,9 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 if os.environ.get("MOESIF_IMPL") == "moesif":
-    from moesifdjango.middleware import MoesifMiddleware  # type: ignore[import-not-found]
+    from moesifdjango.middleware import moesif_middleware  # type: ignore[import-not-found]
 else:
-    from apimon.compat.moesifdjango.middleware import MoesifMiddleware
+    from apimon.compat.moesifdjango.middleware import moesif_middleware
 
 
 def ping(request: Any) -> HttpResponse:
@@ -52,7 +52,7 @@ async def async_view(request: Any) -> HttpResponse:
 @csrf_exempt
 def profiles(request: Any) -> HttpResponse:
     data = json.loads(request.body)
-    middleware = MoesifMiddleware(None)
+    middleware = moesif_middleware(None)
     middleware.update_user(data["user"])
     middleware.update_company(data["company"])
     middleware.update_users_batch([{"user_id": "batch-user", "metadata": {"n": 1}}])
