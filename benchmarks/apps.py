@@ -1,5 +1,6 @@
 """The benchmarked apps: the same three endpoints per framework (``GET /ping``, ``POST /echo``,
-``GET /large``), as ``bare``, ``apimon`` or ``moesif`` (Moesif's own middleware), both shipping
+``GET /large``), as ``bare``, ``apimon``, ``moesif`` (Moesif's own middleware) or ``apimon-compat`` (the same
+Moesif settings on ``apimon.compat``), all shipping
 to the local collector at ``$BENCH_COLLECTOR``.
 
 Two more variants stop apimon's work at a stage, to show where its cost goes:
@@ -34,6 +35,14 @@ def apimon_options() -> dict[str, Any]:
 
 def moesif_settings() -> dict[str, Any]:
     return {"APPLICATION_ID": APP_ID, "BASE_URI": collector(), "LOG_BODY": True}
+
+
+def compat_settings() -> dict[str, Any]:
+    """Moesif's settings for apimon.compat (the ``apimon-compat`` variant): the same dict, plus the
+    benchmark's apimon options (an apimon option name in the dict is taken as that option)."""
+    import orjson
+
+    return {**moesif_settings(), "store": "off", **orjson.loads(os.environ.get("BENCH_APIMON_EXTRA", "{}"))}
 
 
 def _discarding_sink() -> Any:
@@ -72,10 +81,14 @@ def flask_app(variant: str) -> Any:
     from sample_apps.flask_app.app import create_app
 
     app = create_app()
-    if variant.startswith("apimon"):
+    if variant.startswith("apimon") and variant != "apimon-compat":
         from apimon.integrations.wsgi import ApimonMiddleware
 
         app.wsgi_app = ApimonMiddleware(app.wsgi_app, **_apimon(variant))  # type: ignore[method-assign]
+    elif variant == "apimon-compat":
+        from apimon.compat.moesifwsgi import MoesifMiddleware as CompatMiddleware
+
+        app.wsgi_app = CompatMiddleware(app.wsgi_app, compat_settings())  # type: ignore[method-assign]
     elif variant == "moesif":
         from moesifwsgi import MoesifMiddleware
 
@@ -89,7 +102,11 @@ def starlette_app(variant: str) -> Any:
     from sample_apps.starlette_app.app import routes
 
     app = Starlette(routes=routes)
-    if variant.startswith("apimon"):
+    if variant == "apimon-compat":
+        from apimon.compat.moesifasgi import MoesifMiddleware as CompatMiddleware
+
+        app.add_middleware(CompatMiddleware, settings=compat_settings())
+    elif variant.startswith("apimon"):
         from apimon.integrations.starlette import ApimonMiddleware
 
         app.add_middleware(ApimonMiddleware, **_apimon(variant))

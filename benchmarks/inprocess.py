@@ -134,10 +134,15 @@ def main() -> None:
         from django.conf import settings
 
         bare = django_app("bare")
+        if variant == "apimon-compat":
+            from benchmarks.apps import compat_settings
+
+            settings.MOESIF_MIDDLEWARE = compat_settings()
         settings.MIDDLEWARE = {
             "apimon": ["apimon.integrations.django.ApimonMiddleware"],
+            "apimon-compat": ["apimon.compat.moesifdjango.middleware.moesif_middleware"],
             "moesif": ["moesifdjango.middleware.moesif_middleware"],
-        }["apimon" if variant.startswith("apimon") else variant]
+        }["apimon" if variant.startswith("apimon") and variant != "apimon-compat" else variant]
         from django.core.handlers.wsgi import WSGIHandler
 
         wrapped = WSGIHandler()

@@ -38,7 +38,7 @@ def pct(samples: list[float], q: float) -> float:
 def in_process(collector: Collector, rounds: int, per_round: int) -> dict[tuple[str, str, str], dict[str, float]]:
     out: dict[tuple[str, str, str], dict[str, float]] = {}
     for fw in FRAMEWORKS:
-        for variant in ("apimon", "moesif"):
+        for variant in ("apimon", "apimon-compat", "moesif"):
             for endpoint in ENDPOINTS:
                 before = collector.count()
                 # Moesif's middleware takes milliseconds per /large call: fewer calls, same rounds.
@@ -269,22 +269,26 @@ def render(
         "",
         "## 1. In-process (app object called directly), µs per request",
         "",
-        "| framework | endpoint | bare | apimon | apimon overhead | moesif | moesif overhead | apimon p99 / bare p99 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| framework | endpoint | bare | apimon | apimon overhead | apimon.compat | compat overhead | moesif"
+        " | moesif overhead | apimon p99 / bare p99 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for fw in FRAMEWORKS:
         for ep in ENDPOINTS:
             a, m = ip.get((fw, "apimon", ep)), ip.get((fw, "moesif", ep))
+            c = ip.get((fw, "apimon-compat", ep))
             if not a:
                 continue
             moesif = f"{m['us']:.1f} | {m['overhead_pct']:+.0f}%" if m else "- | -"
+            compat = f"{c['us']:.1f} | {c['overhead_pct']:+.1f}%" if c else "- | -"
             lines.append(
-                f"| {fw} | {ep} | {a['bare_us']:.1f} | {a['us']:.1f} | {a['overhead_pct']:+.1f}% | {moesif} "
+                f"| {fw} | {ep} | {a['bare_us']:.1f} | {a['us']:.1f} | {a['overhead_pct']:+.1f}% | {compat} | {moesif} "
                 f"| {a['p99'] / a['bare_p99']:.2f}x |"
             )
     lines += [
         "",
-        "The flusher's work runs between rounds here (untimed); its cost is in the server CPU column below.",
+        "The flusher's work runs between rounds here (untimed); its cost is in the server CPU column below."
+        " apimon.compat is apimon under Moesif's settings dict (no hooks set): Moesif's column, one import changed.",
         "",
         "## 2. Real servers on loopback (server on CPU 0, wrk on CPU 1)",
         "",
