@@ -297,6 +297,9 @@ class ApimonMiddleware:
             if route:
                 raw.route = "/" + route.lstrip("^").lstrip("/")
             raw.framework_user = self.framework_user(request)
+            session = self.framework_session(request)
+            if session is not None:
+                raw.session_token = session
         except Exception:
             state.client.counters.incr("internal_errors")
         state.client.complete(raw, request, response)
@@ -306,6 +309,11 @@ class ApimonMiddleware:
         user = self.loaded_user(request)
         pk = getattr(user, "pk", None) if user is not None else None
         return None if pk is None else str(pk)
+
+    def framework_session(self, request: HttpRequest) -> str | None:
+        """A session token the framework gives without a hook (None: the session cookie's hash,
+        in the event builder). A ``get_session_token`` hook still has the last word."""
+        return None
 
     def loaded_user(self, request: HttpRequest) -> Any:
         """The authenticated user, only if auth is installed and ``request.user`` was already

@@ -75,6 +75,9 @@ class moesif_middleware(ApimonMiddleware, ProfileMethods, SubscriptionMethods): 
         name = getattr(user, "username", None) if user is not None else None
         return str(name) if name else None
 
+    def framework_session(self, request: HttpRequest) -> str | None:
+        return _session_key(request)
+
 
 #: moesifdjango's README writes ``MoesifMiddleware(None)``.
 MoesifMiddleware = moesif_middleware
@@ -89,20 +92,30 @@ def _hooks(moesif: dict[str, Any]) -> dict[str, Hook | None]:
     session_hook = moesif.get("GET_SESSION_TOKEN")
 
     def session_token(request: Any, response: Any) -> Any:
-        session = getattr(request.native, "session", None)
-        key = getattr(session, "session_key", None) if session is not None else None
-        if key:
-            client = apimon.get_client()
-            return session_hash(str(key), client.config.session_secret if client is not None else None)
+        # moesifdjango's order: the session's key, else the hook.
+        key = _session_key(request.native)
+        if key is not None:
+            return key
         return session_hook(request.native, response.native) if session_hook is not None else None
 
     return {
         "identify_user": wrapped(moesif.get("IDENTIFY_USER")),
         "identify_company": wrapped(moesif.get("IDENTIFY_COMPANY")),
-        "get_session_token": session_token,
+        # Without GET_SESSION_TOKEN the session key comes from framework_session: no hook to run.
+        "get_session_token": session_token if session_hook is not None else None,
         "get_metadata": wrapped(moesif.get("GET_METADATA")),
         "skip_response": wrapped(moesif.get("SKIP")),
     }
+
+
+def _session_key(request: Any) -> str | None:
+    """The session's key as the event carries it: its HMAC (the key itself is a credential)."""
+    session = getattr(request, "session", None)
+    key = getattr(session, "session_key", None) if session is not None else None
+    if not key:
+        return None
+    client = apimon.get_client()
+    return session_hash(str(key), client.config.session_secret if client is not None else None)
 
 
 def _masks(moesif: dict[str, Any]) -> Any:
