@@ -115,10 +115,11 @@ def moesif_profile(item: Any, i: int, kind: str) -> None:
     unknown = sorted(set(item) - known)
     need(not unknown, f"{where} has fields Moesif does not take: {unknown}")
     for name in strings & set(item):
-        need(isinstance(item[name], str), f"{where}.{name} must be a string")
-    if "metadata" in item:
+        # An optional field may be null (Moesif's own SDKs send every field their models have).
+        need(item[name] is None or isinstance(item[name], str), f"{where}.{name} must be a string")
+    if item.get("metadata") is not None:
         need(isinstance(item["metadata"], dict), f"{where}.metadata must be an object")
-    if "campaign" in item:
+    if item.get("campaign") is not None:
         campaign = item["campaign"]
         need(isinstance(campaign, dict), f"{where}.campaign must be an object")
         need(set(campaign) <= _CAMPAIGN, f"{where}.campaign has unknown fields {sorted(set(campaign) - _CAMPAIGN)}")
