@@ -246,6 +246,28 @@ def _builder() -> str:
     return "compiled loops (apimon._speedups)" if native.ACTIVE else "pure Python (APIMON_PURE_PYTHON=1 or not built)"
 
 
+def in_process_table(ip: dict[Any, dict[str, float]]) -> list[str]:
+    """Section 1's table: µs per request in process, bare, apimon, apimon.compat and Moesif's own."""
+    lines = [
+        "| framework | endpoint | bare | apimon | apimon overhead | apimon.compat | compat overhead | moesif"
+        " | moesif overhead | apimon p99 / bare p99 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for fw in FRAMEWORKS:
+        for ep in ENDPOINTS:
+            a, m = ip.get((fw, "apimon", ep)), ip.get((fw, "moesif", ep))
+            c = ip.get((fw, "apimon-compat", ep))
+            if not a:
+                continue
+            moesif = f"{m['us']:.1f} | {m['overhead_pct']:+.0f}%" if m else "- | -"
+            compat = f"{c['us']:.1f} | {c['overhead_pct']:+.1f}%" if c else "- | -"
+            lines.append(
+                f"| {fw} | {ep} | {a['bare_us']:.1f} | {a['us']:.1f} | {a['overhead_pct']:+.1f}% | {compat} | {moesif} "
+                f"| {a['p99'] / a['bare_p99']:.2f}x |"
+            )
+    return lines
+
+
 def render(
     ip: dict[Any, dict[str, float]],
     lb: dict[Any, dict[str, Any]],
@@ -269,22 +291,8 @@ def render(
         "",
         "## 1. In-process (app object called directly), µs per request",
         "",
-        "| framework | endpoint | bare | apimon | apimon overhead | apimon.compat | compat overhead | moesif"
-        " | moesif overhead | apimon p99 / bare p99 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *in_process_table(ip),
     ]
-    for fw in FRAMEWORKS:
-        for ep in ENDPOINTS:
-            a, m = ip.get((fw, "apimon", ep)), ip.get((fw, "moesif", ep))
-            c = ip.get((fw, "apimon-compat", ep))
-            if not a:
-                continue
-            moesif = f"{m['us']:.1f} | {m['overhead_pct']:+.0f}%" if m else "- | -"
-            compat = f"{c['us']:.1f} | {c['overhead_pct']:+.1f}%" if c else "- | -"
-            lines.append(
-                f"| {fw} | {ep} | {a['bare_us']:.1f} | {a['us']:.1f} | {a['overhead_pct']:+.1f}% | {compat} | {moesif} "
-                f"| {a['p99'] / a['bare_p99']:.2f}x |"
-            )
     lines += [
         "",
         "The flusher's work runs between rounds here (untimed); its cost is in the server CPU column below."
@@ -442,8 +450,16 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
+    parser.add_argument("--in-process", action="store_true", help="section 1 alone, printed (BENCHMARKS.md untouched)")
     args = parser.parse_args()
     rounds, per_round, seconds, events = (4, 300, 4, 20_000) if args.quick else (8, 500, 8, 100_000)
+    if args.in_process:
+        collector = Collector()
+        try:
+            print("\n".join(in_process_table(in_process(collector, rounds, per_round))))
+        finally:
+            collector.close()
+        return 0
     lb_rounds, lb_seconds = (1, 4) if args.quick else (3, 5)
     collector = Collector()
     try:
