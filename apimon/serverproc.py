@@ -100,15 +100,25 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode} before it was ready: {self.command}")
-            if self._ready():
+            if self._ready(max(1.0, deadline - time.monotonic())):
                 return self
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"server not ready within {self.start_timeout}s: {self.command}")
 
-    def _ready(self) -> bool:
+    def _ready(self, wait: float) -> bool:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
         try:
+            conn.connect()
+        except OSError:
+            conn.close()
+            return False  # not listening yet
+        try:
+            # Listening: the probe is now in the server's hands (a master may accept before its
+            # workers run the app), so its answer is waited for, not abandoned: a probe given up
+            # on and served later would be a call the tests do not count.
+            if conn.sock is not None:
+                conn.sock.settimeout(wait)
             conn.request("GET", self.ready_path)
             conn.getresponse().read()
             self.probes += 1

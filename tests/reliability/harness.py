@@ -4,6 +4,7 @@ that RELIABILITY.md reports."""
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
 import os
@@ -24,10 +25,16 @@ FIGURES = Path(os.environ.get("APIMON_RELIABILITY_FIGURES", REPO / ".reliability
 
 
 def record(test: str, **figures: Any) -> None:
-    """Add a row to the figures RELIABILITY.md is made from (`./dev reliability`)."""
-    rows = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
-    rows[test] = figures
-    FIGURES.write_text(json.dumps(rows, indent=2, sort_keys=True))
+    """Add a row to the figures RELIABILITY.md is made from (`./dev reliability`). The suite may
+    run in several processes (pytest-xdist): each row is added under a lock and the file
+    replaced whole, so no reader sees half a file and no row is lost."""
+    with open(f"{FIGURES}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+        rows[test] = figures
+        partial = FIGURES.with_name(f"{FIGURES.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(rows, indent=2, sort_keys=True))
+        os.replace(partial, FIGURES)
 
 
 def flask_server(
