@@ -214,10 +214,12 @@ class FakeServer:
             self._running.wait(self.MAX_STALL)
             if self.delay:
                 time.sleep(self.delay)
-            self._answer(h, record, bad_encoding)
         finally:
+            # No longer in flight once answered: counted out before the reply is written, since
+            # the client may send its next request the moment it reads this one's answer.
             with self._lock:
                 self._concurrent -= 1
+        self._answer(h, record, bad_encoding)
 
     def _answer(self, h: BaseHTTPRequestHandler, record: Recorded, bad_encoding: bool) -> None:
         raw = record.raw_body
