@@ -99,7 +99,7 @@ def shutdown(timeout: float = 2.0) -> bool:
 
 
 def stats() -> dict[str, int]:
-    """The counters of CONTRACT 1.4; all zero before :func:`init`."""
+    """The counters (docs/delivery.md#counters); all zero before :func:`init`."""
     from apimon.counters import NAMES
 
     client = _client

@@ -1,4 +1,4 @@
-"""Body classification (CONTRACT 2.3): JSON as JSON, text as text, multipart as a summary,
+"""Body classification (docs/events.md#bodies): JSON as JSON, text as text, multipart as a summary,
 gzip/deflate decoded within a bound, anything else as base64. Runs on the flusher thread.
 """
 

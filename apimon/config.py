@@ -78,7 +78,7 @@ Hook = Callable[..., Any]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Config:
-    """Validated apimon options (CONTRACT 1.2). Build it with :meth:`from_options`."""
+    """Validated apimon options (README.md#options). Build it with :meth:`from_options`."""
 
     moesif_application_id: str | None = None
     moesif_base_url: str = "https://api.moesif.net"
@@ -117,7 +117,7 @@ class Config:
     # apimon's own); the event's request headers show it too.
     transaction_id_header: bool = False
     api_version: str | Hook | None = None
-    # Where the built-in detection reads the user from (CONTRACT 2.4): the first of these request
+    # Where the built-in detection reads the user from (docs/events.md#who-made-the-call): the first of these request
     # headers present (canonical names), and the JWT claim (a dotted path for nested claims).
     user_id_headers: tuple[str, ...] = ("Authorization",)
     user_id_claim: str = "sub"
@@ -169,7 +169,7 @@ class Config:
 
     @property
     def store_path(self) -> str | None:
-        """Where the embedded store lives, or None when it is off (CONTRACT 1.2 ``store``)."""
+        """Where the embedded store lives, or None when it is off (the ``store`` option)."""
         if self.store == "off":
             return None
         if self.store:

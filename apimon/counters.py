@@ -1,4 +1,4 @@
-"""Process-wide counters behind ``apimon.stats()`` (CONTRACT 1.4)."""
+"""Process-wide counters behind ``apimon.stats()`` (docs/delivery.md#counters)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Build the Moesif API Call event (CONTRACT 2) from a :class:`~apimon.record.RawCall`.
+"""Build the Moesif API Call event (docs/events.md) from a :class:`~apimon.record.RawCall`.
 
 Runs on the flusher thread: everything here may cost microseconds, none of it is on the request path.
 """
@@ -34,7 +34,7 @@ _MILLIS = tuple(f".{n:03d}Z" for n in range(1000))
 
 
 def iso_ms(ts: float) -> str:
-    """``2026-11-25T14:04:34.785Z``: UTC, ISO 8601, milliseconds (CONTRACT 2.2)."""
+    """``2026-11-25T14:04:34.785Z``: UTC, ISO 8601, milliseconds (docs/events.md#times-uri-verb-status-headers)."""
     ms = int(ts * 1000)
     return _second(ms // 1000) + _MILLIS[ms % 1000]
 
@@ -211,7 +211,7 @@ def build_event(raw: RawCall, config: Config, check_depth: bool = False) -> dict
         request["api_version"] = raw.api_version
     if ip:
         request["ip_address"] = ip
-    # An outgoing call that got no answer (refused, timed out) has no response (the seed: "not
+    # An outgoing call that got no answer (refused, timed out) has no response (Moesif's API reference: "not
     # set implies no response received"); an incoming one that raised answered 500.
     response: dict[str, Any] = {"time": iso_ms(raw.end), "status": raw.status or 500}
 

@@ -38,7 +38,8 @@ def merge_py(pairs: Iterable[tuple[str | bytes, str | bytes]]) -> dict[str, str]
     Pairs may be ``str`` (WSGI) or ``bytes`` (ASGI); bytes are decoded as latin-1, as HTTP allows.
 
     The comma without a space is what gunicorn and Werkzeug already do to repeated request
-    headers, so every adapter under every common server produces the same string (CONTRACT 2.2).
+    headers, so every adapter under every common server produces the same string
+    (docs/events.md#times-uri-verb-status-headers).
     """
     out: dict[str, str] = {}
     known = _KNOWN.get

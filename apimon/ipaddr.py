@@ -51,7 +51,7 @@ def _parse_ip(text: str) -> _Addr | None:
 _parse_ip_cached = lru_cache(maxsize=2048)(_parse_ip)
 
 
-# CONTRACT 2.2 names exactly these: RFC 1918 and RFC 4193 private ranges (ipaddress's is_private
+# docs/events.md#client-ip names exactly these: RFC 1918 and RFC 4193 private ranges (ipaddress's is_private
 # is wider: it also covers documentation and other special-purpose blocks, which are kept here).
 _PRIVATE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
 

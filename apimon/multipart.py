@@ -1,5 +1,5 @@
 """A JSON summary of a ``multipart/form-data`` body: text fields with their values, files as
-``{filename, content_type, size}``; file contents never leave the process (CONTRACT 2.3).
+``{filename, content_type, size}``; file contents never leave the process (docs/events.md#bodies).
 """
 
 from __future__ import annotations

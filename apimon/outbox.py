@@ -1,4 +1,5 @@
-"""The durable outbox (``durable=True``, CONTRACT 4): remote destinations ship from the store.
+"""The durable outbox (``durable=True``): remote destinations ship from the store
+(docs/delivery.md#the-store-and-the-outbox).
 
 Every captured call is committed to SQLite first (by the store sink); an :class:`OutboxShipper`
 per destination sends what that destination has not acknowledged, oldest first, and marks it.

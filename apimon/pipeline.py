@@ -1,7 +1,7 @@
 """What the flusher does with a batch: build each event, run ``mask_event``, encode, hand to sinks.
 
 Every event that enters :meth:`Pipeline.handle` ends in exactly one counter per sink: delivered
-(``stored``/``sent``) or one loss reason (CONTRACT 1.4).
+(``stored``/``sent``) or one loss reason (docs/delivery.md#counters).
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def gunicorn_command(target: str, port: int, *extra: str) -> list[str]:
 
 def uvicorn_command(target: str, port: int, *extra: str) -> list[str]:
     # --no-proxy-headers: uvicorn would otherwise replace the peer address with X-Forwarded-For
-    # (garbage included) before apimon sees it; apimon applies its own proxy rules (CONTRACT 2.2).
+    # (garbage included) before apimon sees it; apimon applies its own proxy rules (docs/events.md#client-ip).
     head = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
     return [*head, "--log-level", "warning", "--no-proxy-headers", *extra, target]
 

@@ -1,4 +1,5 @@
-"""The embedded SQLite store (CONTRACT 4): one row per call, indexed columns, the full event as JSON.
+"""The embedded SQLite store: one row per call, indexed columns, the full event as JSON
+(docs/delivery.md#the-store-and-the-outbox).
 
 Writers (the flusher's store sink) and readers (the CLI) share this class. Usage::
 

@@ -49,7 +49,7 @@ class BodyTee:
         size = self.size + n
         self.size = size
         if size > self.cap:
-            # Over the cap the body is left out of the event (CONTRACT 2.3): hold nothing more,
+            # Over the cap the body is left out of the event (docs/events.md#bodies): hold nothing more,
             # and let go of what was held, so a large body costs no copy at all.
             if self.chunks:
                 self.chunks = []

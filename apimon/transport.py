@@ -1,6 +1,6 @@
 """HTTP for the remote sinks: keep-alive connections (one per batch in flight), and our own retry loop.
 
-urllib3's ``Retry`` never retries a POST on a status, so the loop is ours (CONTRACT 3.3):
+urllib3's ``Retry`` never retries a POST on a status, so the loop is ours (docs/delivery.md#failures):
 exponential backoff with full jitter for 5xx and network errors, ``Retry-After`` or
 ``x-ratelimit-reset`` as the wait for a 429, an overall deadline, and every wait interruptible
 by shutdown.

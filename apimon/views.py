@@ -1,4 +1,4 @@
-"""Framework-neutral views of a request and a response, given to user hooks (CONTRACT 1.2).
+"""Framework-neutral views of a request and a response, given to user hooks (README.md#options).
 
 They are built only when a hook is configured, and compute each attribute on first use.
 ``.native`` is the framework's own object (a WSGI environ, an ASGI scope, a Django HttpRequest).

@@ -8,7 +8,7 @@ of the events' ``weight``, 1 when absent; ``stall`` / ``resume``: hold every ans
 With a latency, every answer waits that long, each request on its own thread: a collector that
 far away, which takes as many requests at once as are sent.
 
-The strict, recording fakes are ``apimon.testing``'s; Moesif's own SDKs send fields the seed
+The strict, recording fakes are ``apimon.testing``'s; Moesif's own SDKs send fields its API reference
 rejects (``transfer_encoding: "json"``, nulls), so the benchmark counts without validating.
 """
 

@@ -140,7 +140,7 @@ class ApimonMiddleware:
     """Capture every HTTP request/response of an ASGI app as an API Call event.
 
     :param app: the ASGI application to wrap.
-    :param options: apimon options (CONTRACT 1.2); used to create the process-wide client if
+    :param options: apimon options (README.md#options); used to create the process-wide client if
         :func:`apimon.init` has not been called yet. A wrong option raises ``ValueError`` here.
     """
 

@@ -42,7 +42,7 @@ class ApimonMiddleware:
     """Capture every request/response of a WSGI app as an API Call event.
 
     :param app: the WSGI application to wrap.
-    :param options: apimon options (CONTRACT 1.2); used to create the process-wide client if
+    :param options: apimon options (README.md#options); used to create the process-wide client if
         :func:`apimon.init` has not been called yet. A wrong option raises ``ValueError`` here.
     """
 

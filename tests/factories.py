@@ -47,7 +47,7 @@ def make_raw(
 
 
 def build(raw: RawCall, **options: Any) -> dict[str, Any]:
-    # The event as shipped: every event must encode on its own (CONTRACT 2.1), and a JSON body
+    # The event as shipped: every event must encode on its own (docs/events.md#shape), and a JSON body
     # may be the app's own bytes (an orjson.Fragment) until it is encoded.
     shipped: dict[str, Any] = orjson.loads(orjson.dumps(build_event(raw, Config.from_options(options))))
     return shipped

@@ -1,4 +1,4 @@
-"""Argument parsing and dispatch for ``apimon calls|show|stats|ship|serve|demo`` (CONTRACT 1.3)."""
+"""Argument parsing and dispatch for ``apimon calls|show|stats|ship|serve|demo`` (README.md#quick-start)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ Usage::
                       # the template escapes them)
     raw_body(event["response"])  # the body's bytes, for the download link
 
-Bodies are shown as they were shipped (CONTRACT 2.3): JSON as JSON, text as text, base64 decoded.
+Bodies are shown as they were shipped (docs/events.md#bodies): JSON as JSON, text as text, base64 decoded.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Usage::
     new = reader.calls_after(filters, after_id=page.newest_id)
     call = reader.call(42)
 
-Every query uses an index of the ``calls`` table (CONTRACT 4) and a bounded LIMIT, so a page
+Every query uses an index of the ``calls`` table (apimon.store) and a bounded LIMIT, so a page
 costs the same with 100 or 100,000 calls in the store.
 """
 

@@ -1,4 +1,4 @@
-"""The MoEngage sink (CONTRACT 3.2): API calls as ``API Call`` events of their user, one Create
+"""The MoEngage sink (docs/delivery.md#moengage): API calls as ``API Call`` events of their user, one Create
 Event request per customer per batch (or Bulk Import), Track User for ``update_user``, bodies
 under 100 KB, paced under the per-minute limits."""
 
@@ -18,7 +18,7 @@ from apimon.config import Config
 from apimon.sinks import Item, Outcome, Part, Sink, send_parts
 from apimon.transport import Gate, Response, RetryPolicy, Transport, send_with_retries
 
-MAX_BODY = 100 * 1024  # the seed allows 128 KB; MoEngage's public docs say 100 KB
+MAX_BODY = 100 * 1024  # MoEngage's API reference allows 128 KB; its public docs say 100 KB
 MAX_ATTRIBUTES = 100
 MAX_VALUE_CHARS = 512
 _CORE = (

@@ -1,4 +1,4 @@
-"""The Moesif sink (CONTRACT 3.1): gzip JSON arrays to ``/v1/events/batch``, users and companies
+"""The Moesif sink (docs/delivery.md#moesif): gzip JSON arrays to ``/v1/events/batch``, users and companies
 batches, and Moesif's dynamic sampling (the rates :mod:`apimon.sinks.moesif_config` fetches)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from apimon.sinks import Item, Outcome, Part, Sink, send_parts
 from apimon.sinks.moesif_config import MoesifRemoteConfig, Sampling
 from apimon.transport import Gate, RetryPolicy, Transport, send_with_retries
 
-MAX_REQUEST_BYTES = 12 * 1024 * 1024  # the seed's limit for one batch, uncompressed
+MAX_REQUEST_BYTES = 12 * 1024 * 1024  # Moesif's limit for one batch, uncompressed
 #: Longest wait of a sender's first batch for Moesif's sampling rates.
 FIRST_CONFIG_WAIT = 5.0
 

@@ -1,4 +1,4 @@
-"""Strict checks of request bodies against the seed documents; a failure names the field."""
+"""Strict checks of request bodies against Moesif's and MoEngage's API references; a failure names the field."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ class FakeMoEngage(FakeServer):
         with FakeMoEngage(workspace_id="WS1", api_key="key") as moe:
             apimon.init(moengage_workspace_id="WS1", moengage_api_key="key", moengage_base_url=moe.url)
 
-    Answers as the seed says: 401 for bad Basic auth, 409 when ``MOE-APPKEY`` and the credentials
+    Answers as MoEngage's API reference says: 401 for bad Basic auth, 409 when ``MOE-APPKEY`` and the credentials
     disagree, 400 ``{"status": "fail", ...}`` for malformed bodies, 413 over 128 KB, and 429 with
     ``x-ratelimit-*`` once ``event_limit`` events (or ``user_limit`` users) arrived in the window.
     """

@@ -1,4 +1,4 @@
-"""CONTRACT 2: the API Call event, rule by rule, with concrete inputs and expected JSON."""
+"""The API Call event (docs/events.md), rule by rule, with concrete inputs and expected JSON."""
 
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def test_ip_address_proxy_aware(headers: list[tuple[str, str]], peer: str | None
     assert event["request"].get("ip_address") == expected
 
 
-# -- bodies (CONTRACT 2.3) ------------------------------------------------------------------------
+# -- bodies (docs/events.md#bodies) ------------------------------------------------------------------------
 
 
 def _resp(body: bytes, content_type: str | None, *extra: tuple[str, str], **raw_kw: object) -> dict[str, object]:
@@ -289,7 +289,7 @@ def test_malformed_multipart_is_base64() -> None:
     assert build(raw)["request"]["transfer_encoding"] == "base64"
 
 
-# -- who made the call (CONTRACT 2.4) -------------------------------------------------------------
+# -- who made the call (docs/events.md#who-made-the-call) -------------------------------------------------------------
 
 
 def _jwt(payload: bytes) -> str:
@@ -401,7 +401,7 @@ def test_session_cookie_hash_without_authorization() -> None:
     assert build(raw, session_secret="s")["session_token"] == "sha256:" + digest
 
 
-# -- redaction (CONTRACT 2.5) ---------------------------------------------------------------------
+# -- redaction (docs/events.md#redaction) ---------------------------------------------------------------------
 
 SECRET_HEADERS = [
     "Authorization",

@@ -1,4 +1,4 @@
-"""Other projects' own test suites with apimon injected (issue 21): Flask's tutorial app and
+"""Other projects' own test suites with apimon injected: Flask's tutorial app and
 Flask's own tests (Werkzeug's test client), Starlette's own tests (its TestClient, under asyncio
 and trio) and Django REST framework's (Django's test client). Each runs bare and with apimon; see
 :mod:`tests.thirdparty.run` for what must hold. The first test makes the suites' environment

@@ -89,7 +89,7 @@ def test_gzip_uploads_and_cookies(partner: Partner, sink: ListSink) -> None:
     zipped, uploaded, cookie = outgoing(sink)
     assert zipped["response"]["body"] == {"zipped": True}
     assert zipped["response"]["headers"]["Content-Encoding"] == "gzip"
-    # A streamed upload (no content type: text, CONTRACT 2.3), teed as httpx sent it.
+    # A streamed upload (no content type: text, docs/events.md#bodies), teed as httpx sent it.
     assert uploaded["request"]["body"] == "abcdef"
     assert uploaded["response"]["body"] == "YWJjZGVm"  # echoed as application/octet-stream: base64
     assert cookie["response"]["headers"]["Set-Cookie"] == "[REDACTED]"

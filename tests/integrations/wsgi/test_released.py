@@ -1,4 +1,4 @@
-"""Every call is an event even when nobody finishes its response (issue 21).
+"""Every call is an event even when nobody finishes its response.
 
 Test clients (Werkzeug's, which Flask's ``app.test_client()`` is) hand the response to a test
 that may never read the body, and some servers and middlewares drop the response iterable
