@@ -90,56 +90,39 @@ class HookRunner:
     # -- the steps ----------------------------------------------------------------------------
 
     def _incoming(self, raw: RawCall, native_request: Any, native_response: Any) -> Steps:
-        config = self.config
         raw.resolve()
-        request = RequestView(raw, native_request)
-        response = ResponseView(raw, native_response)
-        if config.skip_response is not None:
-            skipped = yield from self._call("skip_response", config.skip_response, request, response)
-            if skipped is not _FAILED and skipped:
-                return False
-        if config.identify_user is not None:
-            raw.user_id = _text((yield from self._call("identify_user", config.identify_user, request, response)))
-        if config.identify_company is not None:
-            value = yield from self._call("identify_company", config.identify_company, request, response)
-            raw.company_id = _text(value)
-        if config.get_session_token is not None:
-            value = yield from self._call("get_session_token", config.get_session_token, request, response)
-            raw.session_token = _text(value)
-        if callable(config.api_version):
-            raw.api_version = _text((yield from self._call("api_version", config.api_version, request, response)))
-        elif config.api_version:
-            raw.api_version = config.api_version
-        if config.get_metadata is not None:
-            metadata = yield from self._call("get_metadata", config.get_metadata, request, response)
-            raw.metadata = self._metadata("get_metadata", metadata)
-        return True
+        return self._steps(_INCOMING, raw, RequestView(raw, native_request), ResponseView(raw, native_response))
 
     def _outgoing(self, raw: RawCall) -> Steps:
         """An outgoing call's own hooks (what they set wins over what it inherits from its
         parent). The views' ``.native`` is None: the call is seen through its URL, headers and
         status, whatever HTTP client made it."""
-        config = self.config
         raw.resolve()
-        request = RequestView(raw, None)
-        response = ResponseView(raw, None)
-        if config.skip_outgoing is not None:
-            skipped = yield from self._call("skip_outgoing", config.skip_outgoing, request, response)
+        return self._steps(_OUTGOING, raw, RequestView(raw, None), ResponseView(raw, None))
+
+    def _steps(self, names: tuple[str, ...], raw: RawCall, request: RequestView, response: ResponseView) -> Steps:
+        """The hooks named (skip, user, company, session token, metadata), in that order;
+        ``api_version`` between the last two for an incoming call."""
+        config = self.config
+        skip_name, user_name, company_name, session_name, metadata_name = names
+        hook = getattr(config, skip_name)
+        if hook is not None:
+            skipped = yield from self._call(skip_name, hook, request, response)
             if skipped is not _FAILED and skipped:
                 return False
-        if config.identify_user_outgoing is not None:
-            hook = config.identify_user_outgoing
-            raw.user_id = _text((yield from self._call("identify_user_outgoing", hook, request, response)))
-        if config.identify_company_outgoing is not None:
-            hook = config.identify_company_outgoing
-            raw.company_id = _text((yield from self._call("identify_company_outgoing", hook, request, response)))
-        if config.get_session_token_outgoing is not None:
-            hook = config.get_session_token_outgoing
-            raw.session_token = _text((yield from self._call("get_session_token_outgoing", hook, request, response)))
-        if config.get_metadata_outgoing is not None:
-            hook = config.get_metadata_outgoing
-            metadata = yield from self._call("get_metadata_outgoing", hook, request, response)
-            raw.metadata = self._metadata("get_metadata_outgoing", metadata)
+        for name, field in ((user_name, "user_id"), (company_name, "company_id"), (session_name, "session_token")):
+            hook = getattr(config, name)
+            if hook is not None:
+                setattr(raw, field, _text((yield from self._call(name, hook, request, response))))
+        if names is _INCOMING:
+            if callable(config.api_version):
+                raw.api_version = _text((yield from self._call("api_version", config.api_version, request, response)))
+            elif config.api_version:
+                raw.api_version = config.api_version
+        hook = getattr(config, metadata_name)
+        if hook is not None:
+            metadata = yield from self._call(metadata_name, hook, request, response)
+            raw.metadata = self._metadata(metadata_name, metadata)
         return True
 
     def _call(self, name: str, hook: Any, request: RequestView, response: ResponseView) -> Generator[Any, Any, Any]:

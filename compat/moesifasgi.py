@@ -22,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Starlett
 
 from apimon.compat.profiles import ProfileMethods
 from apimon.compat.settings import Hook, options_from, require_application_id
+from apimon.compat.views import HookResponse
 from apimon.integrations.starlette import ApimonMiddleware
 
 from apimon.types import ASGIApp, Receive, Scope, Send
@@ -39,26 +40,6 @@ class MoesifMiddleware(ApimonMiddleware, ProfileMethods):
 
 async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
     raise RuntimeError("this MoesifMiddleware was made without an app: it is only for update_user and the like")
-
-
-class HookResponse:
-    """The response a moesifasgi hook is given: ``status_code`` and ``headers``."""
-
-    __slots__ = ("_view",)
-
-    def __init__(self, view: Any) -> None:
-        self._view = view
-
-    @property
-    def status_code(self) -> int:
-        return int(self._view.status)
-
-    @property
-    def headers(self) -> Any:
-        return self._view.headers
-
-    def __repr__(self) -> str:
-        return f"<HookResponse {self.status_code}>"
 
 
 def _hooks(settings: Any) -> dict[str, Hook | None]:

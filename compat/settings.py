@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from apimon.compat.event_model import EventModel, unwrap
-from apimon.compat.outgoing import OutgoingRequest, OutgoingResponse
+from apimon.compat.views import HookResponse, OutgoingRequest
 
 import apimon
 from apimon.config import Config
@@ -49,34 +49,34 @@ _PLAIN: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "EVENT_BATCH_TIMEOUT": ("flush_interval", _same),
     "CAPTURE_OUTGOING_REQUESTS": ("capture_outgoing", _same),
 }
-#: Read by the middleware that takes them (the hooks), or accepted and left to apimon's own
-#: machinery (worker threads, the transaction-id flags handled below).
-_HANDLED = {
-    "IDENTIFY_USER",
-    "IDENTIFY_COMPANY",
-    "GET_SESSION_TOKEN",
-    "GET_METADATA",
-    "SKIP",
-    "MASK_EVENT_MODEL",
-    "DISABLED_TRANSACTION_ID",
-    "DISABLE_TRANSACTION_ID",
-    "EVENT_WORKER_COUNT",
-    "SKIP_OUTGOING",
-    "IDENTIFY_USER_OUTGOING",
-    "IDENTIFY_COMPANY_OUTGOING",
-    "GET_SESSION_TOKEN_OUTGOING",
-    "GET_METADATA_OUTGOING",
-    "REQUEST_HEADER_MASKS",
-    "RESPONSE_HEADER_MASKS",
-    "REQUEST_BODY_MASKS",
-    "RESPONSE_BODY_MASKS",
-}
 _OUTGOING_HOOKS = {
     "SKIP_OUTGOING": "skip_outgoing",
     "IDENTIFY_USER_OUTGOING": "identify_user_outgoing",
     "IDENTIFY_COMPANY_OUTGOING": "identify_company_outgoing",
     "GET_SESSION_TOKEN_OUTGOING": "get_session_token_outgoing",
     "GET_METADATA_OUTGOING": "get_metadata_outgoing",
+}
+#: The settings that are callables (moesifdjango also takes them as dotted paths).
+HOOK_SETTINGS = (
+    "IDENTIFY_USER",
+    "IDENTIFY_COMPANY",
+    "GET_SESSION_TOKEN",
+    "GET_METADATA",
+    "SKIP",
+    "MASK_EVENT_MODEL",
+    *_OUTGOING_HOOKS,
+)
+#: Read by the middleware that takes them (the hooks, the masks), or accepted and left to apimon's
+#: own machinery (worker threads, the transaction-id flags handled below).
+_HANDLED = {
+    *HOOK_SETTINGS,
+    "DISABLED_TRANSACTION_ID",
+    "DISABLE_TRANSACTION_ID",
+    "EVENT_WORKER_COUNT",
+    "REQUEST_HEADER_MASKS",
+    "RESPONSE_HEADER_MASKS",
+    "REQUEST_BODY_MASKS",
+    "RESPONSE_BODY_MASKS",
 }
 _APIMON_OPTIONS = frozenset(f.name for f in dataclasses.fields(Config))
 _logged: set[str] = set()
@@ -142,7 +142,7 @@ def _outgoing_hook(hook: Hook) -> Hook:
     the attributes those hooks read (``url``, ``method``, ``headers``; ``status_code``)."""
 
     def call(request: Any, response: Any) -> Any:
-        return hook(OutgoingRequest(request), OutgoingResponse(response))
+        return hook(OutgoingRequest(request), HookResponse(response))
 
     return call
 

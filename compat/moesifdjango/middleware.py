@@ -24,25 +24,18 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django
     raise ImportError("apimon.compat.moesifdjango needs Django: pip install 'apimon[django]'") from exc
 
 from apimon.compat.profiles import ProfileMethods, SubscriptionMethods
-from apimon.compat.settings import Hook, delete_headers, delete_keys, options_from, require_application_id
+from apimon.compat.settings import (
+    HOOK_SETTINGS,
+    Hook,
+    delete_headers,
+    delete_keys,
+    options_from,
+    require_application_id,
+)
 from apimon.integrations.django import ApimonMiddleware
 
 import apimon
 from apimon.identity import session_hash
-
-_HOOKS = (
-    "IDENTIFY_USER",
-    "IDENTIFY_COMPANY",
-    "GET_SESSION_TOKEN",
-    "GET_METADATA",
-    "SKIP",
-    "MASK_EVENT_MODEL",
-    "SKIP_OUTGOING",
-    "IDENTIFY_USER_OUTGOING",
-    "IDENTIFY_COMPANY_OUTGOING",
-    "GET_SESSION_TOKEN_OUTGOING",
-    "GET_METADATA_OUTGOING",
-)
 
 
 class moesif_middleware(ApimonMiddleware, ProfileMethods, SubscriptionMethods):  # noqa: N801 - moesifdjango's name
@@ -54,7 +47,7 @@ class moesif_middleware(ApimonMiddleware, ProfileMethods, SubscriptionMethods): 
             moesif = dict(require_application_id(raw))
         except ValueError as exc:
             raise ImproperlyConfigured(f"settings.MOESIF_MIDDLEWARE: {exc}") from None
-        for name in _HOOKS:
+        for name in HOOK_SETTINGS:
             value = moesif.get(name)
             if isinstance(value, str) and "." in value:
                 moesif[name] = import_string(value)

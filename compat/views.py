@@ -1,8 +1,9 @@
-"""What Moesif's outgoing hooks (``SKIP_OUTGOING``, ``IDENTIFY_USER_OUTGOING``, ...) are given.
+"""What Moesif's hooks are given where Moesif gave an object apimon does not have.
 
-moesifpythonrequest calls them with requests' ``PreparedRequest`` and ``Response``; apimon records
-outgoing calls below requests (urllib3, httpx, aiohttp), so the hooks get objects with the
-attributes such hooks read, whichever client made the call.
+moesifpythonrequest calls the outgoing hooks (``SKIP_OUTGOING``, ``IDENTIFY_USER_OUTGOING``, ...)
+with requests' ``PreparedRequest`` and ``Response``; apimon records outgoing calls below requests
+(urllib3, httpx, aiohttp), so they get objects with the attributes such hooks read, whichever
+client made the call. moesifasgi's hooks get its response object: :class:`HookResponse` too.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class OutgoingRequest:
         return f"<OutgoingRequest {self.method} {self.url}>"
 
 
-class OutgoingResponse:
+class HookResponse:
     """``status_code``, ``headers`` (case-insensitive), ``ok``."""
 
     __slots__ = ("_view",)
@@ -60,4 +61,4 @@ class OutgoingResponse:
         return 0 < self.status_code < 400
 
     def __repr__(self) -> str:
-        return f"<OutgoingResponse {self.status_code}>"
+        return f"<HookResponse {self.status_code}>"
